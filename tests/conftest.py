@@ -1,1 +1,43 @@
+"""Shared fixtures: tiny random HuggingFace models saved the way a user's checkpoint is."""
 import xdistil  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import pytest
+
+WORDS = ("the a an john mary paris london acme corp works lives in at for and is was good bad "
+         "movie film great awful plot cast . , ! ?").split()
+
+
+def write_tiny_bert(path, *, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                    num_labels=None, labels=None, seed=0):
+    """Save a tiny random BERT (TF weights + WordPiece tokenizer) to `path` and return it."""
+    import tensorflow as tf
+    from transformers import (BertConfig, BertTokenizerFast, TFBertForSequenceClassification,
+                              TFBertModel)
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(WORDS) + [
+        "##s", "##ed", "##ing", "##ly"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = list(dict.fromkeys(vocab))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(str(path))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden_size,
+                        num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                        intermediate_size=intermediate_size, max_position_embeddings=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    tf.keras.utils.set_random_seed(seed)
+    if labels is not None:
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+        model = TFBertForSequenceClassification(config)
+    else:
+        model = TFBertModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A tiny random BERT encoder (no task head) in a local directory."""
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
