@@ -1,0 +1,210 @@
+"""Tokenization, sub-word label alignment, windowing and decoding, on the tiny WordPiece vocab
+(known splits: "parisly" -> paris ##ly; unknown words and CJK characters -> [UNK])."""
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from xdistil.data.encoding import IGNORE_INDEX, decode_ner, encode, encode_ner, encode_texts
+from xdistil.data.readers import NerExample, TextExample
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "B-ORG", "I-ORG"]
+LABEL2ID = {tag: i for i, tag in enumerate(TAGS)}
+X = IGNORE_INDEX
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert_dir):
+    return AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+
+
+def tokens_of(tokenizer, ids):
+    return [token for token in tokenizer.convert_ids_to_tokens(ids.tolist()) if token != "[PAD]"]
+
+
+def gold_ids(examples):
+    return [[LABEL2ID[tag] for tag in example.tags] for example in examples]
+
+
+def labeled_words(features):
+    """(example, word, label) for every labeled position, in row order."""
+    rows, positions = np.nonzero(features.word_ids >= 0)
+    return list(zip(features.example_index[rows].tolist(),
+                    features.word_ids[rows, positions].tolist(),
+                    features.labels[rows, positions].tolist()))
+
+
+def test_ner_labels_go_on_the_first_subtoken(tokenizer):
+    example = NerExample(("John", "parisly", "works"), ("B-PER", "B-LOC", "O"))
+    features, stats = encode_ner(tokenizer, [example], seq_len=8, label2id=LABEL2ID)
+    assert tokens_of(tokenizer, features.input_ids[0]) == [
+        "[CLS]", "john", "paris", "##ly", "works", "[SEP]"]
+    assert features.labels.tolist() == [[X, 1, 3, X, 0, X, X, X]]
+    assert features.word_ids.tolist() == [[-1, 0, 1, -1, 2, -1, -1, -1]]
+    assert features.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1, 0, 0]]
+    assert features.token_type_ids.tolist() == [[0] * 8]
+    assert features.example_index.tolist() == [0]
+    assert features.input_ids.dtype == features.labels.dtype == np.int32
+    assert len(features) == 1 and features.num_examples == 1
+    assert stats == {"examples": 1, "rows": 1, "split_examples": 0, "truncated_examples": 0,
+                     "truncated_words": 0}
+
+
+def test_unlabeled_ner_keeps_word_ids_but_no_labels(tokenizer):
+    features, _ = encode_ner(tokenizer, [NerExample(("parisly", "corp"), None)], 6, LABEL2ID)
+    assert features.labels.tolist() == [[X] * 6]
+    assert features.word_ids.tolist() == [[-1, 0, -1, 1, -1, -1]]
+
+
+def test_unknown_tag_is_an_error(tokenizer):
+    with pytest.raises(ValueError, match="example 1: unknown tag 'B-MISC'"):
+        encode_ner(tokenizer, [NerExample(("a",), ("O",)), NerExample(("b",), ("B-MISC",))], 6,
+                   LABEL2ID)
+
+
+def test_cjk_and_vanishing_words_keep_alignment(tokenizer):
+    # CJK characters are split one per token and map to [UNK]; U+200B and a lone combining
+    # accent tokenize to nothing and are replaced by [UNK].
+    example = NerExample(("约翰", "\u200b", "住在", "\u0301", "北京", "works"),
+                         ("B-PER", "O", "O", "O", "B-LOC", "O"))
+    features, _ = encode_ner(tokenizer, [example], 12, LABEL2ID)
+    assert tokens_of(tokenizer, features.input_ids[0]) == ["[CLS]"] + ["[UNK]"] * 8 + [
+        "works", "[SEP]"]
+    assert features.word_ids.tolist() == [[-1, 0, -1, 1, 2, -1, 3, 4, -1, 5, -1, -1]]
+    assert features.labels.tolist() == [[X, 1, X, 0, 0, X, 0, 3, X, 0, X, X]]
+    assert decode_ner(features.labels.clip(min=0), features, [6], TAGS) == [list(example.tags)]
+
+
+def long_sentences():
+    words = "john lives in parisly and mary works at acme corp in london".split()
+    tags = "B-PER O O B-LOC O B-PER O O B-ORG I-ORG O B-LOC".split()
+    return [NerExample(tuple(words), tuple(tags)),
+            NerExample(("mary", "parisly"), ("B-PER", "B-LOC")),
+            NerExample(tuple(reversed(words)), tuple(reversed(tags)))]
+
+
+def test_window_policy_labels_every_word_exactly_once(tokenizer):
+    examples = long_sentences()
+    features, stats = encode_ner(tokenizer, examples, seq_len=7, label2id=LABEL2ID)
+    # 13 sub-tokens per long sentence, 5 fit next to [CLS] and [SEP]: windows of 5, 5, 3.
+    assert features.example_index.tolist() == [0, 0, 0, 1, 2, 2, 2]
+    assert stats == {"examples": 3, "rows": 7, "split_examples": 2, "truncated_examples": 0,
+                     "truncated_words": 0}
+    for row in range(len(features)):
+        tokens = tokens_of(tokenizer, features.input_ids[row])
+        assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) <= 7
+    assert labeled_words(features) == [
+        (number, word, LABEL2ID[tag])
+        for number, example in enumerate(examples) for word, tag in enumerate(example.tags)]
+
+
+def test_decode_ner_round_trips_gold_tags(tokenizer):
+    examples = long_sentences()
+    features, _ = encode_ner(tokenizer, examples, seq_len=7, label2id=LABEL2ID)
+    predictions = np.where(features.labels == IGNORE_INDEX, LABEL2ID["I-PER"], features.labels)
+    num_words = [len(example.tokens) for example in examples]
+    assert decode_ner(predictions, features, num_words, TAGS) == [
+        list(example.tags) for example in examples]
+
+
+def test_decode_ner_on_selected_rows_fills_o(tokenizer):
+    examples = long_sentences()
+    features, _ = encode_ner(tokenizer, examples, seq_len=7, label2id=LABEL2ID)
+    second_window = features.select([1])
+    tags = decode_ner(second_window.labels.clip(min=0), second_window, [12, 2, 12], TAGS)
+    assert tags[0] == ["O"] * 4 + ["O", "B-PER", "O", "O", "B-ORG"] + ["O"] * 3
+    assert tags[1:] == [["O"] * 2, ["O"] * 12]
+
+
+def test_truncate_policy_keeps_the_first_window(tokenizer):
+    examples = long_sentences()
+    features, stats = encode_ner(tokenizer, examples, 7, LABEL2ID, long_policy="truncate")
+    assert features.example_index.tolist() == [0, 1, 2]
+    assert stats == {"examples": 3, "rows": 3, "split_examples": 0, "truncated_examples": 2,
+                     "truncated_words": 15}
+    tags = decode_ner(features.labels.clip(min=0), features, [12, 2, 12], TAGS)
+    assert tags[0] == list(examples[0].tags[:4]) + ["O"] * 8
+    assert tags[1] == list(examples[1].tags)
+
+
+def test_word_longer_than_the_window_is_cut(tokenizer):
+    example = NerExample(("mary", "parislylyly", "works"), ("B-PER", "B-LOC", "O"))
+    features, stats = encode_ner(tokenizer, [example], seq_len=5, label2id=LABEL2ID)
+    assert [tokens_of(tokenizer, row) for row in features.input_ids] == [
+        ["[CLS]", "mary", "[SEP]"],
+        ["[CLS]", "paris", "##ly", "##ly", "[SEP]"],
+        ["[CLS]", "works", "[SEP]"]]
+    assert labeled_words(features) == [(0, 0, 1), (0, 1, 3), (0, 2, 0)]
+    assert stats["truncated_words"] == 1 and stats["truncated_examples"] == 1
+    assert stats["split_examples"] == 1
+
+
+def test_seq_len_without_room_is_rejected(tokenizer):
+    with pytest.raises(ValueError, match="no room"):
+        encode_ner(tokenizer, [NerExample(("a",), None)], 2, LABEL2ID)
+
+
+def test_classification(tokenizer):
+    examples = [TextExample("a good movie", None, "pos"),
+                TextExample("the film was awful and the plot was bad", None, "neg"),
+                TextExample("great cast", None, None)]
+    features, stats = encode_texts(tokenizer, examples, 6, {"neg": 0, "pos": 1})
+    assert [tokens_of(tokenizer, row) for row in features.input_ids] == [
+        ["[CLS]", "a", "good", "movie", "[SEP]"],
+        ["[CLS]", "the", "film", "was", "awful", "[SEP]"],
+        ["[CLS]", "great", "cast", "[SEP]"]]
+    assert features.labels.tolist() == [1, 0, X]
+    assert features.attention_mask.tolist()[2] == [1, 1, 1, 1, 0, 0]
+    assert features.word_ids is None
+    assert features.example_index.tolist() == [0, 1, 2]
+    assert stats == {"examples": 3, "truncated_examples": 1}
+
+
+def test_unknown_text_label_is_an_error(tokenizer):
+    with pytest.raises(ValueError, match="example 0: unknown label 'maybe'"):
+        encode_texts(tokenizer, [TextExample("a", None, "maybe")], 6, {"neg": 0})
+
+
+def test_pairwise_segments_and_truncation_stats(tokenizer):
+    examples = [TextExample("a film", "john lives in paris and london", "1"),  # 11 tokens
+                TextExample("mary works", "mary works at acme corp", "0"),   # 10: fits
+                TextExample("a film", "good", "1")]
+    features, stats = encode_texts(tokenizer, examples, 10, {"0": 0, "1": 1})
+    assert tokens_of(tokenizer, features.input_ids[0]) == [
+        "[CLS]", "a", "film", "[SEP]", "john", "lives", "in", "paris", "and", "[SEP]"]
+    assert features.token_type_ids[0].tolist() == [0] * 4 + [1] * 6
+    assert features.token_type_ids[2].tolist() == [0] * 4 + [1] * 2 + [0] * 4
+    assert features.labels.tolist() == [1, 0, 1]
+    assert stats == {"examples": 3, "truncated_examples": 1}
+
+
+def test_encode_dispatches_on_kind(tokenizer):
+    ner_examples = long_sentences()
+    by_kind, _ = encode(tokenizer, ner_examples, "ner", 7, LABEL2ID, long_policy="truncate")
+    direct, _ = encode_ner(tokenizer, ner_examples, 7, LABEL2ID, long_policy="truncate")
+    assert np.array_equal(by_kind.labels, direct.labels)
+    pairs = [TextExample("a", "b", None)]
+    features, _ = encode(tokenizer, pairs, "pairwise", 8, None)
+    assert features.token_type_ids[0].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="do not match task kind 'classification'"):
+        encode(tokenizer, pairs, "classification", 8, None)
+
+
+def test_select_and_as_dict(tokenizer):
+    features, _ = encode_texts(
+        tokenizer, [TextExample("a", None, "x"), TextExample("the movie", None, "y")], 6,
+        {"x": 0, "y": 1})
+    second = features.select(slice(1, 2))
+    assert len(second) == 1 and second.labels.tolist() == [1]
+    assert second.example_index.tolist() == [1] and second.num_examples == 2
+    inputs = second.as_dict(["input_ids", "attention_mask"])
+    assert list(inputs) == ["input_ids", "attention_mask"]
+    assert np.array_equal(inputs["input_ids"], features.input_ids[1:])
+    assert set(features.as_dict()) == {"input_ids", "attention_mask", "token_type_ids"}
+
+
+def test_no_examples(tokenizer):
+    ner, stats = encode_ner(tokenizer, [], 6, LABEL2ID)
+    assert ner.input_ids.shape == ner.labels.shape == ner.word_ids.shape == (0, 6)
+    assert stats["rows"] == 0
+    texts, _ = encode_texts(tokenizer, [], 6, LABEL2ID)
+    assert texts.input_ids.shape == (0, 6) and texts.labels.shape == (0,)

@@ -1,0 +1,242 @@
+"""Tokenization with sub-word label alignment: examples -> padded NumPy features, and NER
+predictions back to one tag per word. Needs a HuggingFace *fast* tokenizer (word_ids())."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xdistil.data.readers import check_kind
+
+IGNORE_INDEX = -100
+LONG_POLICIES = ("window", "truncate")
+MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class Features:
+    """Padded model inputs and labels; one or more rows per input example.
+
+    `labels` is [rows, seq_len] for NER (IGNORE_INDEX except on the first sub-token of each
+    tagged word) and [rows] for text tasks (IGNORE_INDEX when unlabeled). `word_ids` (NER
+    only) holds, on the first sub-token of each word, the word's index in its original
+    example, and -1 elsewhere. `example_index` maps each row to its input example.
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    labels: np.ndarray
+    word_ids: np.ndarray | None
+    example_index: np.ndarray
+    num_examples: int
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def select(self, rows) -> Features:
+        """The given rows (index array, boolean mask or slice). `example_index` and
+        `num_examples` still refer to the original examples."""
+        return Features(
+            input_ids=self.input_ids[rows],
+            attention_mask=self.attention_mask[rows],
+            token_type_ids=self.token_type_ids[rows],
+            labels=self.labels[rows],
+            word_ids=None if self.word_ids is None else self.word_ids[rows],
+            example_index=self.example_index[rows],
+            num_examples=self.num_examples,
+        )
+
+    def as_dict(self, input_names=MODEL_INPUT_NAMES) -> dict:
+        """Model input arrays by name; pass `tokenizer.model_input_names` for models that
+        take no token_type_ids (e.g. DistilBERT)."""
+        unknown = set(input_names) - set(MODEL_INPUT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown model inputs {sorted(unknown)}; have {MODEL_INPUT_NAMES}")
+        return {name: getattr(self, name) for name in input_names}
+
+
+def _check_fast(tokenizer):
+    if not tokenizer.is_fast:
+        raise ValueError(f"a fast tokenizer is required, got {type(tokenizer).__name__}")
+
+
+def _no_features(seq_len, ner):
+    rows = np.zeros((0, seq_len), dtype=np.int32)
+    return Features(rows, rows, rows, rows if ner else np.zeros(0, dtype=np.int32),
+                    rows if ner else None, np.zeros(0, dtype=np.int32), 0)
+
+
+def _model_inputs(encoding):
+    input_ids = np.asarray(encoding["input_ids"], dtype=np.int32)
+    attention_mask = np.asarray(encoding["attention_mask"], dtype=np.int32)
+    if "token_type_ids" in encoding:
+        token_type_ids = np.asarray(encoding["token_type_ids"], dtype=np.int32)
+    else:
+        token_type_ids = np.zeros_like(input_ids)
+    return input_ids, attention_mask, token_type_ids
+
+
+def _tag_ids(example, label2id, example_number):
+    if example.tags is None:
+        return np.full(len(example.tokens), IGNORE_INDEX, dtype=np.int32)
+    unknown = [tag for tag in example.tags if tag not in (label2id or {})]
+    if unknown:
+        raise ValueError(f"example {example_number}: unknown tag {unknown[0]!r}")
+    return np.array([label2id[tag] for tag in example.tags], dtype=np.int32)
+
+
+def _subtoken_counts(tokenizer, word_lists):
+    """Number of sub-tokens of each word, special tokens excluded."""
+    encoding = tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False,
+                         verbose=False)
+    return [np.bincount(np.asarray(encoding.word_ids(i), dtype=np.int64), minlength=len(words))
+            for i, words in enumerate(word_lists)]
+
+
+def _plan_windows(counts, budget):
+    """Split a sentence at word boundaries into consecutive [start, end) windows whose
+    sub-tokens fit `budget`; a word longer than the budget gets a window to itself."""
+    clipped = np.minimum(counts, budget).tolist()
+    if sum(clipped) <= budget:
+        return [(0, len(clipped))]
+    windows, start, used = [], 0, 0
+    for word, count in enumerate(clipped):
+        if used + count > budget:
+            windows.append((start, word))
+            start, used = word, 0
+        used += count
+    windows.append((start, len(clipped)))
+    return windows
+
+
+def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window"):
+    """Encode NER examples, labeling the first sub-token of each word.
+
+    Sentences longer than `seq_len` are split at word boundaries into several rows
+    (`long_policy="window"`) or cut after the first window ("truncate"); a single word with
+    too many sub-tokens keeps what fits. Words that tokenize to nothing are replaced by the
+    unknown token so that they keep a position. Returns `(features, stats)` with stats
+    "examples", "rows", "split_examples" (examples spread over several rows),
+    "truncated_examples" and "truncated_words" (words that lost sub-tokens, cut or dropped).
+    """
+    _check_fast(tokenizer)
+    if long_policy not in LONG_POLICIES:
+        raise ValueError(f"unknown long_policy {long_policy!r}; expected one of {LONG_POLICIES}")
+    budget = seq_len - tokenizer.num_special_tokens_to_add(pair=False)
+    if budget < 1:
+        raise ValueError(f"seq_len {seq_len} leaves no room next to the special tokens")
+    word_lists = [list(example.tokens) for example in examples]
+    for number, words in enumerate(word_lists):
+        if not words:
+            raise ValueError(f"example {number} has no tokens")
+    tag_ids = [_tag_ids(example, label2id, number) for number, example in enumerate(examples)]
+
+    rows = []  # (example number, first word, end word)
+    stats = {"examples": len(examples), "rows": 0, "split_examples": 0,
+             "truncated_examples": 0, "truncated_words": 0}
+    subtoken_counts = _subtoken_counts(tokenizer, word_lists)
+    for number, (words, counts) in enumerate(zip(word_lists, subtoken_counts)):
+        # Planned as one sub-token; the second call truncates in case it is more.
+        if tokenizer.unk_token is not None:
+            for word in np.flatnonzero(counts == 0):
+                words[word] = tokenizer.unk_token
+                counts[word] = 1
+        windows = _plan_windows(counts, budget)
+        if long_policy == "truncate":
+            windows = windows[:1]
+        kept_words = windows[-1][1]
+        truncated_words = int(np.sum(counts[:kept_words] > budget)) + len(words) - kept_words
+        stats["split_examples"] += len(windows) > 1
+        stats["truncated_examples"] += truncated_words > 0
+        stats["truncated_words"] += truncated_words
+        rows.extend((number, start, end) for start, end in windows)
+    stats["rows"] = len(rows)
+    if not rows:
+        return _no_features(seq_len, ner=True), stats
+
+    encoding = tokenizer([word_lists[number][start:end] for number, start, end in rows],
+                         is_split_into_words=True, truncation=True, max_length=seq_len,
+                         padding="max_length")
+    input_ids, attention_mask, token_type_ids = _model_inputs(encoding)
+    # word_ids() gives None for special tokens and padding; as floats those become NaN.
+    local_word = np.array([encoding.word_ids(row) for row in range(len(rows))], dtype=np.float64)
+    local_word = np.nan_to_num(local_word, nan=-1).astype(np.int32)
+    previous_word = np.pad(local_word[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    is_first_subtoken = (local_word >= 0) & (local_word != previous_word)
+
+    example_index = np.array([number for number, _, _ in rows], dtype=np.int32)
+    window_start = np.array([start for _, start, _ in rows], dtype=np.int32)
+    word_ids = np.where(is_first_subtoken, local_word + window_start[:, None], -1)
+    word_offsets = np.cumsum([0] + [len(words) for words in word_lists])[:-1]
+    flat_word = np.where(is_first_subtoken, word_offsets[example_index][:, None] + word_ids, 0)
+    labels = np.where(is_first_subtoken, np.concatenate(tag_ids)[flat_word], IGNORE_INDEX)
+    features = Features(input_ids, attention_mask, token_type_ids,
+                        labels.astype(np.int32), word_ids.astype(np.int32), example_index,
+                        len(examples))
+    return features, stats
+
+
+def _is_pair_task(examples):
+    has_pair = {example.text_b is not None for example in examples}
+    if len(has_pair) > 1:
+        raise ValueError("examples mix text pairs and single texts")
+    return has_pair == {True}
+
+
+def _label_id(label, label2id, example_number):
+    if label is None:
+        return IGNORE_INDEX
+    if label not in (label2id or {}):
+        raise ValueError(f"example {example_number}: unknown label {label!r}")
+    return label2id[label]
+
+
+def encode_texts(tokenizer, examples, seq_len, label2id):
+    """Encode classification texts or pairwise text pairs, truncating longest-first and
+    padding to `seq_len`. Returns `(features, stats)` with stats "examples" and
+    "truncated_examples"."""
+    _check_fast(tokenizer)
+    if not examples:
+        return _no_features(seq_len, ner=False), {"examples": 0, "truncated_examples": 0}
+    labels = np.array([_label_id(example.label, label2id, number)
+                       for number, example in enumerate(examples)], dtype=np.int32)
+    texts = [[example.text_a for example in examples]]
+    if _is_pair_task(examples):
+        texts.append([example.text_b for example in examples])
+    encoding = tokenizer(*texts, truncation="longest_first", max_length=seq_len,
+                         padding="max_length")
+    input_ids, attention_mask, token_type_ids = _model_inputs(encoding)
+    # The Rust encodings keep what truncation cut off in `overflowing`.
+    truncated = sum(bool(row.overflowing) for row in encoding.encodings)
+    features = Features(input_ids, attention_mask, token_type_ids, labels, None,
+                        np.arange(len(examples), dtype=np.int32), len(examples))
+    return features, {"examples": len(examples), "truncated_examples": truncated}
+
+
+def encode(tokenizer, examples, kind, seq_len, label2id, long_policy="window"):
+    """Encode examples of task `kind` (see encode_ner / encode_texts)."""
+    check_kind(kind)
+    if kind == "ner":
+        return encode_ner(tokenizer, examples, seq_len, label2id, long_policy)
+    if examples and _is_pair_task(examples) != (kind == "pairwise"):
+        raise ValueError(f"examples do not match task kind {kind!r}")
+    return encode_texts(tokenizer, examples, seq_len, label2id)
+
+
+def decode_ner(pred_ids, features, num_words, id2label):
+    """Word-level tags per original example from per-sub-token predicted ids [rows, seq_len],
+    merging windows; words that never got a prediction (truncated away) get "O"."""
+    pred_ids = np.asarray(pred_ids)
+    if pred_ids.shape != features.word_ids.shape:
+        raise ValueError(f"predictions of shape {pred_ids.shape} do not match features "
+                         f"{features.word_ids.shape}")
+    if len(num_words) != features.num_examples:
+        raise ValueError(f"{len(num_words)} word counts for {features.num_examples} examples")
+    tags = [["O"] * count for count in num_words]
+    rows, positions = np.nonzero(features.word_ids >= 0)
+    for example, word, pred in zip(features.example_index[rows].tolist(),
+                                   features.word_ids[rows, positions].tolist(),
+                                   pred_ids[rows, positions].tolist()):
+        tags[example][word] = id2label[pred]
+    return tags
