@@ -41,3 +41,47 @@ def write_tiny_bert(path, *, hidden_size=32, num_layers=2, num_heads=4, intermed
 def tiny_bert_dir(tmp_path_factory):
     """A tiny random BERT encoder (no task head) in a local directory."""
     return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+PEOPLE = ("john", "mary")
+PLACES = ("paris", "london")
+ORGS = ("acme corp",)
+
+
+def write_task(path, kind: str, n_train: int = 48, n_dev: int = 16, n_test: int = 16, n_transfer: int = 64,
+               seed: int = 0):
+    """A small task folder of the given kind in the input format, made of the tiny vocabulary."""
+    import random
+
+    rng = random.Random(seed)
+    path.mkdir(parents=True, exist_ok=True)
+
+    def ner_row():
+        tokens, tags = [], []
+        for kind_, words in (("PER", rng.choice(PEOPLE)), ("O", rng.choice(("works", "lives"))),
+                             ("O", rng.choice(("in", "at"))), ("LOC", rng.choice(PLACES + ORGS))):
+            parts = words.split()
+            tokens += parts
+            tags += ["O"] * len(parts) if kind_ == "O" else [f"B-{kind_}"] + [f"I-{kind_}"] * (len(parts) - 1)
+        return " ".join(tokens), " ".join(tags)
+
+    def text_row():
+        good = rng.random() < 0.5
+        words = [rng.choice(("the", "a")), rng.choice(("movie", "film", "plot", "cast")), "is",
+                 rng.choice(("good", "great")) if good else rng.choice(("bad", "awful"))]
+        return " ".join(words), "1" if good else "0"
+
+    def row():
+        if kind == "ner":
+            return "\t".join(ner_row())
+        text, label = text_row()
+        if kind == "pairwise":
+            other, other_label = text_row()
+            return f"{text}\t{other}\t{int(label == other_label)}"
+        return f"{text}\t{label}"
+
+    for name, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        (path / f"{name}.tsv").write_text("\n".join(row() for _ in range(n)) + "\n", encoding="utf-8")
+    transfer = ["\t".join(row().split("\t")[:2 if kind == "pairwise" else 1]) for _ in range(n_transfer)]
+    (path / "transfer.txt").write_text("\n".join(transfer) + "\n", encoding="utf-8")
+    return path

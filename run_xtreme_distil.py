@@ -1,0 +1,31 @@
+"""Distil a teacher into a small student: python run_xtreme_distil.py --flagfile configs/demo_ner.cfg"""
+import sys
+
+import xdistil  # noqa: F401  (must precede TensorFlow: selects Keras 2)
+
+from absl import app, flags, logging
+
+from xdistil.data.errors import InputFormatError
+
+from xdistil.distill_flags import config_from_flags, define_flags
+
+define_flags()
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    from xdistil.distill.pipeline import run_distillation
+
+    try:
+        config = config_from_flags(flags.FLAGS)
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    try:
+        run_distillation(config)
+    except (InputFormatError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main)

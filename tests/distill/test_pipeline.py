@@ -1,0 +1,106 @@
+"""End-to-end distillation runs on tiny random teachers: the model-directory contract."""
+import xdistil  # noqa: F401
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import write_task, write_tiny_bert
+from xdistil.config import DistilConfig, load_run_config
+from xdistil.distill.pipeline import run_distillation
+
+FAST = dict(seq_len=16, batch_size=8, eval_batch_size=16, teacher_epochs=2, representation_epochs=1,
+            logit_epochs=1, finetune_epochs=2, distil_chunk_size=24, log_every_steps=5,
+            checkpoint_every_steps=5, teacher_learning_rate=1e-3, distil_learning_rate=1e-3,
+            learning_rate=1e-3)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return write_tiny_bert(tmp_path_factory.mktemp("teacher"), hidden_size=32, num_layers=2, num_heads=4)
+
+
+def _config(tmp_path, teacher_dir, kind, **overrides):
+    task = write_task(tmp_path / "task", kind)
+    settings = {**FAST, **overrides}
+    return DistilConfig(task=str(task), model_dir=str(tmp_path / "out"), task_kind=kind,
+                        transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher_dir),
+                        **settings)
+
+
+def test_ner_run_writes_the_model_directory(tmp_path, teacher_dir):
+    config = _config(tmp_path, teacher_dir, "ner", hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, distil_multi_hidden_states=True, distil_attention=True,
+                     attention_loss="kl", compress_word_embedding=True, freeze_word_embedding=True)
+    metrics = run_distillation(config)
+    out = tmp_path / "out"
+    for name in ("xtremedistil-config.json", "metrics.json", "word_embedding.npy", "model/config.json",
+                 "model/tf_model.h5", "model/tokenizer.json", "teacher/config.json"):
+        assert (out / name).exists(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "logs").rglob("*"))
+    assert (out / "checkpoints" / "finetune" / "DONE.json").exists()
+    saved = load_run_config(out)
+    assert saved["labels"] == ["O", "B-LOC", "B-PER", "I-LOC"] and saved["status"] == "done"
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    for who in ("teacher", "student"):
+        for split in ("dev", "test"):
+            assert 0.0 <= on_disk[who][split]["f1"] <= 1.0
+    assert set(on_disk["student"]["test"]["per_type"]) <= {"LOC", "PER"}
+    assert {"representation", "logit", "finetune"} <= set(on_disk["stages"])
+    assert "dev" in on_disk["stages"]["finetune"]["history"][0]
+
+    # The frozen compressed embedding is exactly the SVD of the fine-tuned teacher's matrix.
+    from xdistil.models.embedding_compression import compress_embedding
+    from xdistil.models.loading import load_task_model, word_embedding_variable
+    teacher = load_task_model(str(out / "teacher"), "ner", saved["labels"])
+    expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")
+    np.testing.assert_allclose(np.load(out / "word_embedding.npy"), expected, rtol=1e-5, atol=1e-6)
+
+    # The student loads with plain transformers, no xdistil import.
+    script = ("import os; os.environ['TF_USE_LEGACY_KERAS']='1'\n"
+              "from transformers import TFAutoModelForTokenClassification, AutoTokenizer\n"
+              f"m = TFAutoModelForTokenClassification.from_pretrained({str(out / 'model')!r})\n"
+              f"t = AutoTokenizer.from_pretrained({str(out / 'model')!r})\n"
+              "print(m.config.id2label[1], m(t(['john works in paris'], return_tensors='tf')).logits.shape)")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "B-LOC (1, 6, 4)" in result.stdout
+
+    # Running the same command again finds every stage done and trains nothing.
+    again = run_distillation(config)
+    assert again["student"]["dev"] == metrics["student"]["dev"]
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "classification"])
+def test_text_tasks_with_student_from_teacher_layers(tmp_path, teacher_dir, kind):
+    config = _config(tmp_path, teacher_dir, kind, student_layers_from_teacher=(1,), logit_loss="kl",
+                     temperature=2.0, representation_epochs=0)
+    metrics = run_distillation(config)
+    assert 0.0 <= metrics["teacher"]["dev"]["accuracy"] <= 1.0
+    assert set(metrics["student"]["test"]) == {"accuracy", "macro_f1"}
+    assert "representation" in metrics["stages"]
+
+
+def test_mixed_bfloat16_run_is_finite_and_close_to_float32(tmp_path, teacher_dir):
+    results = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        config = _config(tmp_path / policy, teacher_dir, "classification", student_layers_from_teacher=(0, 1),
+                         opt_policy=policy, distil_multi_hidden_states=True, teacher_epochs=1, finetune_epochs=1)
+        results[policy] = run_distillation(config)
+    train_losses = {policy: [epoch["train_loss"] for stage in m["stages"].values() for epoch in stage["history"]]
+                    for policy, m in results.items()}
+    import tf_keras
+    tf_keras.mixed_precision.set_global_policy("float32")
+    f32, bf16 = results["float32"], results["mixed_bfloat16"]
+    assert len(train_losses["float32"]) == len(train_losses["mixed_bfloat16"]) >= 3
+    assert np.all(np.isfinite(train_losses["mixed_bfloat16"]))
+    np.testing.assert_allclose(train_losses["mixed_bfloat16"], train_losses["float32"], rtol=0.1, atol=0.02)
+    assert abs(f32["teacher"]["dev"]["accuracy"] - bf16["teacher"]["dev"]["accuracy"]) <= 0.15
+    assert abs(f32["student"]["dev"]["accuracy"] - bf16["student"]["dev"]["accuracy"]) <= 0.15

@@ -1,0 +1,69 @@
+"""Where a stage's batches come from: the labeled train set, or the transfer file chunk by chunk."""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from xdistil.distill.teacher_cache import TeacherLogitCache
+
+log = logging.getLogger(__name__)
+
+
+class LabeledSource:
+    """The encoded labeled train set, as a single chunk."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def chunks(self, start: int = 0):
+        """Yield (chunk_index, features, teacher_logits=None) from chunk `start` on."""
+        if start == 0:
+            yield 0, self.features, None
+
+    def rows_per_chunk(self) -> list[int]:
+        return [len(self.features.input_ids)]
+
+
+class TransferSource:
+    """The transfer file read in chunks, encoded on the fly, with cached teacher logits per chunk."""
+
+    def __init__(self, reader, encode_chunk, cache: TeacherLogitCache):
+        self.reader = reader
+        self.encode_chunk = encode_chunk  # examples -> Features
+        self.cache = cache
+
+    def chunks(self, start: int = 0):
+        for index, examples in self.reader.chunks(start):
+            features = self.encode_chunk(examples)
+            logits = self.cache.get(index)
+            if len(logits) != len(features.input_ids):
+                raise RuntimeError(f"teacher-logit cache chunk {index} has {len(logits)} rows, "
+                                   f"the transfer chunk {len(features.input_ids)}: delete {self.cache.directory}")
+            yield index, features, logits
+
+    def rows_per_chunk(self) -> list[int]:
+        rows = self.cache.chunk_rows()
+        return [rows[i] for i in sorted(rows)]
+
+    def fill_cache(self, predictor) -> None:
+        """Compute teacher logits for every chunk not cached yet (resumable chunk by chunk)."""
+        for index, examples in self.reader.chunks(0):
+            if index in self.cache:
+                continue
+            features = self.encode_chunk(examples)
+            logits = predictor.logits(features)
+            self.cache.put(index, logits)
+            log.info("teacher logits cached for transfer chunk %d (%d rows)", index, len(logits))
+
+
+def steps_per_epoch(rows_per_chunk: list[int], batch_size: int) -> int:
+    return sum(math.ceil(rows / batch_size) for rows in rows_per_chunk)
+
+
+def batch_order(num_rows: int, seed: int, stage: str, epoch: int, chunk: int) -> np.ndarray:
+    """A permutation that depends only on its position in training, so that a resumed run replays it."""
+    stage_code = sum(ord(c) for c in stage)
+    rng = np.random.default_rng([seed, stage_code, epoch, chunk])
+    return rng.permutation(num_rows)

@@ -1,0 +1,67 @@
+"""The loss of each stage, built from the masked losses, reading model outputs by name."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from xdistil.distill.losses import (attention_kl, attention_mse, hidden_state_mse, logit_kl, logit_mse,
+                                    masked_cross_entropy)
+from xdistil.models.loading import model_inputs
+
+
+def label_positions(batch: dict, kind: str):
+    """Positions a token-level loss may see: NER first sub-tokens of words; None for text tasks."""
+    return tf.cast(batch["word_ids"] >= 0, tf.float32) if kind == "ner" else None
+
+
+def representation_loss(teacher, student, projections, mapping, distil_attention: bool, attention_loss: str):
+    """Stage 1: hidden-state MSE through learned projections (+ attention MSE or KL) on real tokens."""
+    attention_fn = attention_kl if attention_loss == "kl" else attention_mse
+
+    def compute(batch, training):
+        mask = batch["attention_mask"]
+        t_out = teacher(model_inputs(teacher, batch), output_hidden_states=True,
+                        output_attentions=distil_attention, training=False)
+        s_out = student(model_inputs(student, batch), output_hidden_states=True,
+                        output_attentions=distil_attention, training=training)
+        hidden = tf.add_n([
+            hidden_state_mse(projection(tf.cast(s_out.hidden_states[s], tf.float32)),
+                             tf.stop_gradient(t_out.hidden_states[t]), mask)
+            for projection, (s, t) in zip(projections, mapping)]) / len(mapping)
+        losses = {"hidden_mse": hidden}
+        total = hidden
+        if distil_attention:
+            attention = tf.add_n([
+                attention_fn(s_out.attentions[s - 1], tf.stop_gradient(t_out.attentions[t - 1]), mask)
+                for s, t in mapping]) / len(mapping)
+            losses[f"attention_{attention_loss}"] = attention
+            total = total + attention
+        losses["loss"] = total
+        return losses
+
+    return compute
+
+
+def logit_distillation_loss(student, kind: str, loss: str, temperature: float):
+    """Stage 2: student logits against cached teacher logits (MSE, or KL scaled by T^2)."""
+
+    def compute(batch, training):
+        logits = student(model_inputs(student, batch), training=training).logits
+        mask = label_positions(batch, kind)
+        if loss == "kl":
+            value = logit_kl(logits, batch["teacher_logits"], temperature, mask)
+        else:
+            value = logit_mse(logits, batch["teacher_logits"], mask)
+        return {"loss": value, f"logit_{loss}": value}
+
+    return compute
+
+
+def cross_entropy_loss(model):
+    """Stage 3 and teacher fine-tuning: cross-entropy on the labeled positions."""
+
+    def compute(batch, training):
+        logits = model(model_inputs(model, batch), training=training).logits
+        value = masked_cross_entropy(logits, batch["labels"])
+        return {"loss": value, "cross_entropy": value}
+
+    return compute
