@@ -23,7 +23,7 @@ def main(argv):
         raise app.UsageError(str(error))
     try:
         run_distillation(config)
-    except (InputFormatError, FileNotFoundError) as error:
+    except (InputFormatError, OSError) as error:  # bad input, missing file or checkpoint
         sys.exit(f"error: {error}")
 
 

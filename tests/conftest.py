@@ -85,3 +85,35 @@ def write_task(path, kind: str, n_train: int = 48, n_dev: int = 16, n_test: int 
     transfer = ["\t".join(row().split("\t")[:2 if kind == "pairwise" else 1]) for _ in range(n_transfer)]
     (path / "transfer.txt").write_text("\n".join(transfer) + "\n", encoding="utf-8")
     return path
+
+
+FAST_RUN = dict(seq_len=16, batch_size=8, eval_batch_size=16, teacher_epochs=2, representation_epochs=1,
+                logit_epochs=1, finetune_epochs=2, distil_chunk_size=24, log_every_steps=5,
+                checkpoint_every_steps=5, teacher_learning_rate=1e-3, distil_learning_rate=1e-3,
+                learning_rate=1e-3)
+
+
+def distil_tiny(root, kind: str, **overrides):
+    """Run a short real distillation of a tiny random teacher on a small task; returns the model dir."""
+    from xdistil.config import DistilConfig
+    from xdistil.distill.pipeline import run_distillation
+
+    teacher = write_tiny_bert(root / "teacher", hidden_size=32, num_layers=2, num_heads=4)
+    task = write_task(root / "task", kind)
+    config = DistilConfig(task=str(task), model_dir=str(root / "out"), task_kind=kind,
+                          transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher),
+                          **{**FAST_RUN, "student_layers_from_teacher": (1,), **overrides})
+    run_distillation(config)
+    return root / "out"
+
+
+@pytest.fixture(scope="session")
+def distilled_ner_dir(tmp_path_factory):
+    """A model directory of a distilled NER student (tiny random teacher)."""
+    return distil_tiny(tmp_path_factory.mktemp("distilled_ner"), "ner")
+
+
+@pytest.fixture(scope="session")
+def distilled_pairwise_dir(tmp_path_factory):
+    """A model directory of a distilled pairwise student (tiny random teacher)."""
+    return distil_tiny(tmp_path_factory.mktemp("distilled_pairwise"), "pairwise")

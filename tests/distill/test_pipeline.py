@@ -9,14 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import write_task, write_tiny_bert
+from conftest import FAST_RUN, write_task, write_tiny_bert
 from xdistil.config import DistilConfig, load_run_config
 from xdistil.distill.pipeline import run_distillation
 
-FAST = dict(seq_len=16, batch_size=8, eval_batch_size=16, teacher_epochs=2, representation_epochs=1,
-            logit_epochs=1, finetune_epochs=2, distil_chunk_size=24, log_every_steps=5,
-            checkpoint_every_steps=5, teacher_learning_rate=1e-3, distil_learning_rate=1e-3,
-            learning_rate=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +22,7 @@ def teacher_dir(tmp_path_factory):
 
 def _config(tmp_path, teacher_dir, kind, **overrides):
     task = write_task(tmp_path / "task", kind)
-    settings = {**FAST, **overrides}
+    settings = {**FAST_RUN, **overrides}
     return DistilConfig(task=str(task), model_dir=str(tmp_path / "out"), task_kind=kind,
                         transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher_dir),
                         **settings)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -47,31 +46,34 @@ class TaskData:
     test: LabeledSplit | None
 
 
-def load_task_data(config: DistilConfig, tokenizer) -> TaskData:
-    """Read train/dev/test of the task folder and encode them with the teacher's tokenizer."""
+def read_task_files(config: DistilConfig) -> tuple[list[str], dict]:
+    """Read and validate train/dev/test of the task folder (before any model is loaded)."""
     task = Path(config.task)
     kind = config.task_kind
     train = read_labeled_file(task / "train.tsv", kind)
     labels = load_label_list(task, train, kind)
+    read_labeled_file(task / "train.tsv", kind, labels)  # every train label must be in the label list
+    if not (task / "dev.tsv").exists():
+        raise FileNotFoundError(f"{task / 'dev.tsv'} not found: model selection needs a dev set")
+    splits = {"train": train[:config.max_train_examples] if config.max_train_examples else train,
+              "dev": read_labeled_file(task / "dev.tsv", kind, labels),
+              "test": read_labeled_file(task / "test.tsv", kind, labels) if (task / "test.tsv").exists() else None}
+    return labels, splits
+
+
+def encode_task_data(config: DistilConfig, labels: list[str], splits: dict, tokenizer) -> TaskData:
+    """Encode the labeled splits with the teacher's tokenizer."""
     label2id = {label: i for i, label in enumerate(labels)}
-    if config.max_train_examples:
-        train = train[:config.max_train_examples]
-    splits = {}
-    for name, examples in (("train", train), ("dev", None), ("test", None)):
-        path = task / f"{name}.tsv"
+    encoded = {}
+    for name, examples in splits.items():
         if examples is None:
-            if not path.exists():
-                if name == "dev":
-                    raise FileNotFoundError(f"{path} not found: model selection needs a dev set")
-                splits[name] = None
-                continue
-            examples = read_labeled_file(path, kind, labels)
-        else:
-            read_labeled_file(path, kind, labels)  # validate every train label against the label list
-        features, stats = encode(tokenizer, examples, kind, config.seq_len, label2id, config.long_sequence_policy)
+            encoded[name] = None
+            continue
+        features, stats = encode(tokenizer, examples, config.task_kind, config.seq_len, label2id,
+                                 config.long_sequence_policy)
         _log_encoding_stats(name, stats)
-        splits[name] = LabeledSplit(examples, features)
-    return TaskData(labels, splits["train"], splits["dev"], splits["test"])
+        encoded[name] = LabeledSplit(examples, features)
+    return TaskData(labels, encoded["train"], encoded["dev"], encoded["test"])
 
 
 def _log_encoding_stats(name: str, stats: dict) -> None:
@@ -153,8 +155,9 @@ def run_distillation(config: DistilConfig) -> dict:
     kind = config.task_kind
     metric = PRIMARY_METRIC[kind]
 
+    labels, splits = read_task_files(config)
     tokenizer = load_tokenizer(config.pt_teacher_checkpoint)
-    data = load_task_data(config, tokenizer)
+    data = encode_task_data(config, labels, splits, tokenizer)
     save_run_config(config, data.labels, {"status": "running"})
     trainer = StageTrainer(config, strategy, model_dir / "checkpoints", model_dir / "logs")
 
@@ -205,7 +208,7 @@ def run_distillation(config: DistilConfig) -> dict:
     for name, make_stage in stage_factories:
         if trainer.is_done(name):
             pending_weights = trainer.final_weights(name)
-            stages[name] = json.loads(trainer.done_marker(name).read_text())
+            stages[name] = trainer.summary(name)
             continue
         if pending_weights is not None:
             student.load_weights(str(pending_weights))

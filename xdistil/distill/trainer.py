@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -65,11 +66,14 @@ class StageTrainer:
     def is_done(self, stage_name: str) -> bool:
         return self.done_marker(stage_name).exists()
 
+    def summary(self, stage_name: str) -> dict:
+        """What a finished stage recorded (steps, per-epoch dev history, best dev score)."""
+        return json.loads(self.done_marker(stage_name).read_text())
+
     def run(self, stage: Stage) -> dict:
         """Train one stage to the end (resuming from its checkpoint) and return its summary."""
         if self.is_done(stage.name):
-            import json
-            return json.loads(self.done_marker(stage.name).read_text())
+            return self.summary(stage.name)
         cfg = self.config
         stage_dir = self.checkpoint_root / stage.name
         per_epoch = steps_per_epoch(stage.source.rows_per_chunk(), cfg.batch_size)
