@@ -100,3 +100,23 @@ def test_mixed_bfloat16_run_is_finite_and_close_to_float32(tmp_path, teacher_dir
     np.testing.assert_allclose(train_losses["mixed_bfloat16"], train_losses["float32"], rtol=0.1, atol=0.02)
     assert abs(f32["teacher"]["dev"]["accuracy"] - bf16["teacher"]["dev"]["accuracy"]) <= 0.15
     assert abs(f32["student"]["dev"]["accuracy"] - bf16["student"]["dev"]["accuracy"]) <= 0.15
+
+
+def test_distilbert_teacher_without_token_types(tmp_path, tiny_bert_dir):
+    """A non-BERT encoder (DistilBERT: other layer names, no token_type_ids) distils end to end."""
+    from transformers import BertTokenizerFast, DistilBertConfig, TFDistilBertModel
+
+    teacher_dir = tmp_path / "distilbert"
+    config = DistilBertConfig(vocab_size=BertTokenizerFast.from_pretrained(str(tiny_bert_dir)).vocab_size,
+                              dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
+                              dropout=0.0, attention_dropout=0.0)
+    model = TFDistilBertModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(teacher_dir))
+    BertTokenizerFast.from_pretrained(str(tiny_bert_dir)).save_pretrained(str(teacher_dir))
+    run = _config(tmp_path, teacher_dir, "ner", student_layers_from_teacher=(1,), distil_multi_hidden_states=True,
+                  distil_attention=True, teacher_epochs=1, finetune_epochs=1)
+    metrics = run_distillation(run)
+    assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
+    assert (tmp_path / "out" / "model" / "config.json").exists()
+    assert '"model_type": "distilbert"' in (tmp_path / "out" / "model" / "config.json").read_text()
