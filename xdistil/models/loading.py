@@ -71,9 +71,15 @@ def label_kwargs(labels: list[str]) -> dict:
 
 
 def model_input_names(model) -> tuple[str, ...]:
-    """The inputs among input_ids/attention_mask/token_type_ids that this model's call takes."""
+    """The inputs the model uses among input_ids/attention_mask/token_type_ids (token types only
+    where the model's call takes them and it has more than one segment type)."""
     params = inspect.signature(model.call).parameters
-    return tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params)
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
+    if "token_type_ids" in names and getattr(model.config, "type_vocab_size", 0) < 2:
+        names.remove("token_type_ids")
+    if "input_ids" not in names:
+        raise ValueError(f"{type(model).__name__} takes no input_ids")
+    return tuple(names)
 
 
 def model_inputs(model, batch: dict) -> dict:
