@@ -109,8 +109,9 @@ def distil_tiny(root, kind: str, **overrides):
 
 @pytest.fixture(scope="session")
 def distilled_ner_dir(tmp_path_factory):
-    """A model directory of a distilled NER student (tiny random teacher)."""
-    return distil_tiny(tmp_path_factory.mktemp("distilled_ner"), "ner")
+    """A model directory of a distilled NER student (tiny random teacher; frozen compressed embeddings)."""
+    return distil_tiny(tmp_path_factory.mktemp("distilled_ner"), "ner", compress_word_embedding=True,
+                       freeze_word_embedding=True)
 
 
 @pytest.fixture(scope="session")

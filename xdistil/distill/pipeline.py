@@ -1,7 +1,6 @@
 """The whole XtremeDistil run: teacher, student, stages 1-3, model directory and metrics."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -12,7 +11,6 @@ import tf_keras
 
 from xdistil.config import DistilConfig, save_run_config
 from xdistil.data.encoding import encode
-from xdistil.data.readers import load_label_list, read_labeled_file
 from xdistil.data.transfer import TransferChunkReader
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
@@ -21,78 +19,14 @@ from xdistil.distill.teacher_cache import TeacherLogitCache
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.evaluate import PRIMARY_METRIC
-from xdistil.inference.predict import TFPredictor, predictions_from_logits, score_predictions
+from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
 from xdistil.models.loading import (has_task_head, load_task_model, load_tokenizer, save_word_embedding,
                                     word_embedding_variable)
 from xdistil.models.student import build_student
+from xdistil.task_data import Evaluator, encode_task_data, read_task_files
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class LabeledSplit:
-    """A labeled file, read and encoded."""
-
-    examples: list
-    features: object
-
-
-@dataclasses.dataclass
-class TaskData:
-    labels: list[str]
-    train: LabeledSplit
-    dev: LabeledSplit
-    test: LabeledSplit | None
-
-
-def read_task_files(config: DistilConfig) -> tuple[list[str], dict]:
-    """Read and validate train/dev/test of the task folder (before any model is loaded)."""
-    task = Path(config.task)
-    kind = config.task_kind
-    train = read_labeled_file(task / "train.tsv", kind)
-    labels = load_label_list(task, train, kind)
-    read_labeled_file(task / "train.tsv", kind, labels)  # every train label must be in the label list
-    if not (task / "dev.tsv").exists():
-        raise FileNotFoundError(f"{task / 'dev.tsv'} not found: model selection needs a dev set")
-    splits = {"train": train[:config.max_train_examples] if config.max_train_examples else train,
-              "dev": read_labeled_file(task / "dev.tsv", kind, labels),
-              "test": read_labeled_file(task / "test.tsv", kind, labels) if (task / "test.tsv").exists() else None}
-    return labels, splits
-
-
-def encode_task_data(config: DistilConfig, labels: list[str], splits: dict, tokenizer) -> TaskData:
-    """Encode the labeled splits with the teacher's tokenizer."""
-    label2id = {label: i for i, label in enumerate(labels)}
-    encoded = {}
-    for name, examples in splits.items():
-        if examples is None:
-            encoded[name] = None
-            continue
-        features, stats = encode(tokenizer, examples, config.task_kind, config.seq_len, label2id,
-                                 config.long_sequence_policy)
-        _log_encoding_stats(name, stats)
-        encoded[name] = LabeledSplit(examples, features)
-    return TaskData(labels, encoded["train"], encoded["dev"], encoded["test"])
-
-
-def _log_encoding_stats(name: str, stats: dict) -> None:
-    if stats.get("split_examples") or stats.get("truncated_examples"):
-        log.warning("%s: %s (sequences longer than --seq_len)", name, stats)
-
-
-class Evaluator:
-    """Scores a model on a labeled split through the shared prediction path."""
-
-    def __init__(self, model, kind: str, labels: list[str], batch_size: int):
-        self.predictor = TFPredictor(model, batch_size)
-        self.kind = kind
-        self.labels = labels
-
-    def __call__(self, split: LabeledSplit) -> dict:
-        logits = self.predictor.logits(split.features)
-        predictions = predictions_from_logits(self.kind, logits, split.features, split.examples, self.labels)
-        return score_predictions(self.kind, split.examples, predictions, self.labels)
 
 
 def make_strategy(name: str):
@@ -155,9 +89,9 @@ def run_distillation(config: DistilConfig) -> dict:
     kind = config.task_kind
     metric = PRIMARY_METRIC[kind]
 
-    labels, splits = read_task_files(config)
+    labels, splits = read_task_files(config.task, kind, config.max_train_examples)
     tokenizer = load_tokenizer(config.pt_teacher_checkpoint)
-    data = encode_task_data(config, labels, splits, tokenizer)
+    data = encode_task_data(labels, splits, tokenizer, kind, config.seq_len, config.long_sequence_policy)
     save_run_config(config, data.labels, {"status": "running"})
     trainer = StageTrainer(config, strategy, model_dir / "checkpoints", model_dir / "logs")
 

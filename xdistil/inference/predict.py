@@ -24,8 +24,35 @@ def batch_arrays(features, rows, keys=MODEL_INPUTS, trim: bool = True) -> dict:
     return arrays
 
 
-class TFPredictor:
-    """Batched logits from a HF TF task model, each batch run at its own (trimmed) length."""
+class BatchedPredictor:
+    """Batched logits, each batch run at its own (trimmed) length; subclasses define `_forward`."""
+
+    input_names: tuple[str, ...]
+    batch_size: int
+
+    def _forward(self, arrays: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def logits(self, features) -> np.ndarray:
+        """Float32 logits: [n, seq_len, C] (NER, zero past each batch's length) or [n, C]."""
+        n = len(features.input_ids)
+        outputs = None
+        for start in range(0, n, self.batch_size):
+            rows = np.arange(start, min(n, start + self.batch_size))
+            arrays = batch_arrays(features, rows, self.input_names)
+            batch_logits = np.asarray(self._forward(arrays))
+            if outputs is None:
+                shape = (n, features.input_ids.shape[1], batch_logits.shape[-1]) if batch_logits.ndim == 3 \
+                    else (n, batch_logits.shape[-1])
+                outputs = np.zeros(shape, np.float32)
+            outputs[rows, ...] = _pad_to(batch_logits, outputs.shape[1:])
+        if outputs is None:
+            raise ValueError("nothing to predict: no input rows")
+        return outputs
+
+
+class TFPredictor(BatchedPredictor):
+    """Logits from a HF TF task model."""
 
     def __init__(self, model, batch_size: int = 64):
         import tensorflow as tf
@@ -36,25 +63,25 @@ class TFPredictor:
         self.batch_size = batch_size
         self.input_names = model_input_names(model)
         signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in self.input_names}
-        self._forward = tf.function(lambda inputs: tf.cast(model(inputs, training=False).logits, tf.float32),
-                                    input_signature=[signature])
+        self._tf_forward = tf.function(
+            lambda inputs: tf.cast(model(inputs, training=False).logits, tf.float32), input_signature=[signature])
 
-    def logits(self, features) -> np.ndarray:
-        """Float32 logits: [n, seq_len, C] (NER, zero past each batch's length) or [n, C]."""
-        n = len(features.input_ids)
-        outputs = None
-        for start in range(0, n, self.batch_size):
-            rows = np.arange(start, min(n, start + self.batch_size))
-            arrays = batch_arrays(features, rows, self.input_names)
-            batch_logits = self._forward(arrays).numpy()
-            if outputs is None:
-                shape = (n, features.input_ids.shape[1], batch_logits.shape[-1]) if batch_logits.ndim == 3 \
-                    else (n, batch_logits.shape[-1])
-                outputs = np.zeros(shape, np.float32)
-            outputs[rows, ...] = _pad_to(batch_logits, outputs.shape[1:])
-        if outputs is None:
-            raise ValueError("nothing to predict: no input rows")
-        return outputs
+    def _forward(self, arrays):
+        return self._tf_forward(arrays).numpy()
+
+
+class ONNXPredictor(BatchedPredictor):
+    """Logits from an onnxruntime session of an exported student."""
+
+    def __init__(self, session, batch_size: int = 64):
+        self.session = session
+        self.batch_size = batch_size
+        self.input_names = tuple(i.name for i in session.get_inputs())
+
+    def _forward(self, arrays):
+        from xdistil.export.parity import run_onnx
+
+        return run_onnx(self.session, arrays)
 
 
 def _pad_to(batch_logits: np.ndarray, shape) -> np.ndarray:
