@@ -1,0 +1,225 @@
+"""Batch-1 online inference: one request at a time, each run at its own real length, timed end to end.
+
+A request is one input line; its latency covers parsing, tokenization, the forward pass and
+post-processing. `serve_instances` measures FastFormers-style throughput: several single-thread
+processes, each serving its own contiguous share of the requests.
+"""
+from __future__ import annotations
+
+import queue as queue_module
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from xdistil.data.encoding import MODEL_INPUT_NAMES
+from xdistil.data.readers import decode_line, iter_lines, parse_unlabeled_line
+from xdistil.inference.student import StudentBundle, format_prediction
+
+STDIN_NAME = "<stdin>"
+DEFAULT_SOURCE = "<input>"
+_POLL_SECONDS = 1.0
+
+Forward = Callable[[dict], np.ndarray]
+
+
+def iter_request_lines(path) -> Iterator[tuple[int, str]]:
+    """Yield `(line_no, text)` for each line of a UTF-8 file, or of stdin when `path` is "-".
+
+    Nothing is skipped: an empty line is a request, which parsing rejects. Invalid UTF-8 raises
+    InputFormatError naming the file (`<stdin>` for stdin) and line.
+    """
+    if path != "-":
+        yield from iter_lines(path)
+        return
+    for line_no, raw in enumerate(sys.stdin.buffer, start=1):
+        yield line_no, decode_line(raw, STDIN_NAME, line_no)
+
+
+class OnlinePredictor:
+    """Answers one request line at a time with a `forward(arrays) -> logits` function.
+
+    `forward` gets `input_ids`, `attention_mask` and `token_type_ids`, each [1, length] int32, and
+    feeds the model the ones it takes; TensorFlow and ONNX share everything else.
+    """
+
+    def __init__(self, bundle: StudentBundle, forward: Forward):
+        self.bundle = bundle
+        self.forward = forward
+
+    @classmethod
+    def from_onnx(cls, bundle: StudentBundle, onnx_path, intra_op_threads: int = 1) -> OnlinePredictor:
+        """A predictor over an onnxruntime CPU session of `onnx_path`."""
+        from xdistil.export.parity import onnx_session, run_onnx
+
+        session = onnx_session(onnx_path, intra_op_threads=intra_op_threads)
+        return cls(bundle, lambda arrays: run_onnx(session, arrays))
+
+    @classmethod
+    def from_tf(cls, bundle: StudentBundle, tf_model) -> OnlinePredictor:
+        """A predictor over a HF TF task model, traced once for any [batch, length]."""
+        import tensorflow as tf
+
+        from xdistil.models.loading import model_input_names
+
+        names = model_input_names(tf_model)
+        signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in names}
+        logits_fn = tf.function(lambda inputs: tf.cast(tf_model(inputs, training=False).logits, tf.float32),
+                                input_signature=[signature])
+        return cls(bundle, lambda arrays: logits_fn({name: arrays[name] for name in names}).numpy())
+
+    def predict_line(self, text: str, line_no: int, path) -> str:
+        """Parse, tokenize, run and post-process one request; return its output line.
+
+        Each tokenized row (NER sentences longer than seq_len have several) runs separately,
+        cut to its real length; its logits go back into the padded layout post-processing expects.
+        """
+        example = parse_unlabeled_line(text, self.bundle.kind, path, line_no)
+        features = self.bundle.encode([example])
+        logits = None
+        for row, length in enumerate(features.attention_mask.sum(axis=1).tolist()):
+            arrays = {name: np.ascontiguousarray(getattr(features, name)[row:row + 1, :length])
+                      for name in MODEL_INPUT_NAMES}
+            row_logits = np.asarray(self.forward(arrays))[0]
+            token_level = row_logits.ndim == 2
+            if logits is None:
+                width = (features.input_ids.shape[1],) if token_level else ()
+                logits = np.zeros((len(features), *width, row_logits.shape[-1]), np.float32)
+            if token_level:
+                logits[row, :length] = row_logits
+            else:
+                logits[row] = row_logits
+        prediction = self.bundle.predictions(logits, features, [example])[0]
+        return format_prediction(self.bundle.kind, prediction)
+
+
+def _warm_up(predictor: OnlinePredictor, lines: list, warmup: int, path) -> None:
+    for line_no, text in lines[:warmup]:
+        predictor.predict_line(text, line_no, path)
+
+
+def serve(predictor: OnlinePredictor, lines: Iterable[tuple[int, str]], warmup: int = 10,
+          path=DEFAULT_SOURCE) -> tuple[list[str], list[float]]:
+    """Answer `(line_no, text)` requests one at a time, in order; return outputs and latencies (ms).
+
+    The first `warmup` requests are run once beforehand, untimed and discarded; then every request
+    is timed with `time.perf_counter`. `path` names the input in error messages.
+    """
+    lines = list(lines)
+    _warm_up(predictor, lines, warmup, path)
+    outputs, latencies_ms = [], []
+    for line_no, text in lines:
+        start = time.perf_counter()
+        outputs.append(predictor.predict_line(text, line_no, path))
+        latencies_ms.append((time.perf_counter() - start) * 1000.0)
+    return outputs, latencies_ms
+
+
+def serve_interleaved(predictors: dict, lines: Iterable[tuple[int, str]], warmup: int = 10,
+                      path=DEFAULT_SOURCE) -> dict:
+    """Serve the same requests with several predictors in one run, interleaved request by request
+    (A B C, B C A, ...) so that machine drift hits all alike; returns {name: (outputs, latencies_ms)}."""
+    lines = list(lines)
+    for predictor in predictors.values():
+        _warm_up(predictor, lines, warmup, path)
+    names = list(predictors)
+    results = {name: ([], []) for name in names}
+    for i, (line_no, text) in enumerate(lines):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            output = predictors[name].predict_line(text, line_no, path)
+            results[name][1].append((time.perf_counter() - start) * 1000.0)
+            results[name][0].append(output)
+    return results
+
+
+def latency_summary(latencies_ms, wall_seconds: float | None = None) -> dict:
+    """Percentiles p50/p90/p99 (linear interpolation), mean, min and max in milliseconds, the
+    number of requests, and throughput_per_s: requests over `wall_seconds` when given, else over
+    the summed latencies."""
+    latencies = np.asarray(latencies_ms, dtype=np.float64)
+    if latencies.size == 0:
+        raise ValueError("no latencies to summarize")
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99], method="linear").tolist()
+    seconds = latencies.sum() / 1000.0 if wall_seconds is None else wall_seconds
+    return {"requests": int(latencies.size), "p50": p50, "p90": p90, "p99": p99,
+            "mean": float(latencies.mean()), "min": float(latencies.min()), "max": float(latencies.max()),
+            "throughput_per_s": float(latencies.size / seconds)}
+
+
+def _instance_worker(index, model_dir, onnx_path, lines, warmup, path, start_event, messages):
+    """One serving process: load, warm up, report ready, wait for the start, serve its shard."""
+    try:
+        predictor = OnlinePredictor.from_onnx(StudentBundle.load(model_dir), onnx_path, intra_op_threads=1)
+        _warm_up(predictor, lines, warmup, path)
+        messages.put(("ready", index, None))
+        start_event.wait()
+        messages.put(("done", index, serve(predictor, lines, warmup=0, path=path)))
+    except BaseException:
+        messages.put(("error", index, traceback.format_exc()))
+
+
+def _receive(messages, processes) -> dict:
+    """One message's payload per process, by instance index; raise if an instance fails or dies."""
+    received = {}
+    while len(received) < len(processes):
+        try:
+            tag, index, payload = messages.get(timeout=_POLL_SECONDS)
+        except queue_module.Empty:
+            for index, process in enumerate(processes):
+                # Workers catch their errors and exit 0 after reporting; anything else is a crash.
+                if index not in received and process.exitcode not in (None, 0):
+                    raise RuntimeError(f"serving instance {index} exited with code {process.exitcode}") from None
+            continue
+        if tag == "error":
+            raise RuntimeError(f"serving instance {index} failed:\n{payload}")
+        received[index] = payload
+    return received
+
+
+def serve_instances(model_dir, onnx_path, lines: list[tuple[int, str]], instances: int, warmup: int = 10,
+                    path=DEFAULT_SOURCE) -> dict:
+    """Serve `lines` with `instances` processes, each with its own single-thread ONNX session and a
+    contiguous shard of the lines, all starting together once every one has loaded and warmed up.
+
+    Returns "instances", "requests", "wall_seconds" (start signal to last finish),
+    "throughput_per_s" (requests / wall seconds), "latency" (summary of all requests), "per_instance"
+    (each instance's summary) and "outputs" in input order. Malformed lines raise InputFormatError
+    before any process starts.
+    """
+    import multiprocessing
+
+    lines = list(lines)
+    if not 1 <= instances <= len(lines):
+        raise ValueError(f"instances must be between 1 and the number of requests ({len(lines)}), got {instances}")
+    kind = StudentBundle.load(model_dir).kind
+    for line_no, text in lines:
+        parse_unlabeled_line(text, kind, path, line_no)
+    bounds = np.linspace(0, len(lines), instances + 1).round().astype(int).tolist()
+    shards = [lines[start:end] for start, end in zip(bounds, bounds[1:])]
+
+    context = multiprocessing.get_context("spawn")
+    start_event, messages = context.Event(), context.Queue()
+    processes = [context.Process(target=_instance_worker, daemon=True,
+                                 args=(i, str(model_dir), str(onnx_path), shard, warmup, path, start_event, messages))
+                 for i, shard in enumerate(shards)]
+    try:
+        for process in processes:
+            process.start()
+        _receive(messages, processes)
+        start = time.perf_counter()
+        start_event.set()
+        results = _receive(messages, processes)
+        wall_seconds = time.perf_counter() - start
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+    outputs = [line for i in range(instances) for line in results[i][0]]
+    latencies = [latency for i in range(instances) for latency in results[i][1]]
+    return {"instances": instances, "requests": len(lines), "wall_seconds": wall_seconds,
+            "throughput_per_s": len(lines) / wall_seconds, "latency": latency_summary(latencies, wall_seconds),
+            "per_instance": [latency_summary(results[i][1]) for i in range(instances)], "outputs": outputs}
