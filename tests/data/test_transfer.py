@@ -106,3 +106,14 @@ def test_bad_arguments(tmp_path):
         TransferChunkReader(tmp_path / "t.txt", "ner", chunk_size=0)
     with pytest.raises(ValueError, match="unknown task kind"):
         TransferChunkReader(tmp_path / "t.txt", "tagging", chunk_size=2)
+
+
+def test_max_lines_reads_only_the_first_examples(tmp_path):
+    path = tmp_path / "transfer.txt"
+    path.write_text("".join(f"line {i}\n" + ("\n" if i % 3 == 0 else "") for i in range(10)))
+    reader = TransferChunkReader(path, "classification", 3, max_lines=7)
+    chunks = list(reader.chunks())
+    assert [i for i, _ in chunks] == [0, 1, 2]
+    assert [e.text_a for _, examples in chunks for e in examples] == [f"line {i}" for i in range(7)]
+    assert [i for i, _ in reader.chunks(start_chunk=2)] == [2]
+    assert reader.count_lines() == 7

@@ -9,16 +9,18 @@ class TransferChunkReader:
 
     Chunks are numbered over the non-blank lines, so chunk `i` holds the same examples
     whatever chunk a pass starts from; a run that resumes at chunk `i` gets exactly what
-    it would have got without stopping. Blank lines are skipped.
+    it would have got without stopping. Blank lines are skipped. With `max_lines`, only the
+    first `max_lines` examples are read.
     """
 
-    def __init__(self, path, kind, chunk_size):
+    def __init__(self, path, kind, chunk_size, max_lines: int | None = None):
         check_kind(kind)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.path = path
         self.kind = kind
         self.chunk_size = chunk_size
+        self.max_lines = max_lines
         self.skipped_blank_lines = 0
 
     def chunks(self, start_chunk=0):
@@ -37,6 +39,8 @@ class TransferChunkReader:
             if is_blank(line):
                 self.skipped_blank_lines += 1
                 continue
+            if self.max_lines is not None and non_blank_seen >= self.max_lines:
+                break
             non_blank_seen += 1
             if non_blank_seen <= first_kept:
                 continue
@@ -49,4 +53,5 @@ class TransferChunkReader:
 
     def count_lines(self) -> int:
         """Number of non-blank lines (examples) in the file, streamed."""
-        return sum(1 for _, line in iter_lines(self.path) if not is_blank(line))
+        count = sum(1 for _, line in iter_lines(self.path) if not is_blank(line))
+        return count if self.max_lines is None else min(count, self.max_lines)

@@ -119,8 +119,10 @@ def run_distillation(config: DistilConfig) -> dict:
 
     cache_key = {"teacher": _teacher_fingerprint(teacher_source), "transfer": _file_fingerprint(transfer_path),
                  "seq_len": config.seq_len, "chunk_size": config.distil_chunk_size, "kind": kind,
-                 "labels": data.labels, "long_sequence_policy": config.long_sequence_policy}
-    transfer = TransferSource(TransferChunkReader(transfer_path, kind, config.distil_chunk_size), encode_chunk,
+                 "labels": data.labels, "long_sequence_policy": config.long_sequence_policy,
+                 "max_transfer_lines": config.max_transfer_lines}
+    reader = TransferChunkReader(transfer_path, kind, config.distil_chunk_size, config.max_transfer_lines)
+    transfer = TransferSource(reader, encode_chunk,
                               TeacherLogitCache(model_dir / "cache" / "teacher_logits", cache_key))
     transfer.fill_cache(TFPredictor(teacher, config.eval_batch_size))
 
