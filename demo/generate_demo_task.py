@@ -77,20 +77,19 @@ def main(out_dir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (train_people, new_people), (train_places, new_places), (train_orgs, new_orgs) = (
         split_pool(PEOPLE, rng), split_pool(PLACES, rng), split_pool(ORGS, rng))
-    everyone, everywhere, every_org = PEOPLE, PLACES, ORGS
 
     def sentences(n, templates, people, places, orgs):
         return [fill(rng.choice(templates), rng, people, places, orgs) for _ in range(n)]
 
     splits = {
         "train": sentences(300, TEMPLATES, train_people, train_places, train_orgs),
-        "dev": sentences(100, TEMPLATES + HELD_OUT_TEMPLATES, everyone, everywhere, every_org),
+        "dev": sentences(100, TEMPLATES + HELD_OUT_TEMPLATES, PEOPLE, PLACES, ORGS),
         "test": sentences(150, HELD_OUT_TEMPLATES + TEMPLATES, new_people, new_places, new_orgs),
     }
     for name, rows in splits.items():
         lines = [" ".join(tokens) + "\t" + " ".join(tags) for tokens, tags in rows]
         (out / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    transfer = sentences(1000, TEMPLATES + HELD_OUT_TEMPLATES, everyone, everywhere, every_org)
+    transfer = sentences(1000, TEMPLATES + HELD_OUT_TEMPLATES, PEOPLE, PLACES, ORGS)
     (out / "transfer.txt").write_text("\n".join(" ".join(t) for t, _ in transfer) + "\n", encoding="utf-8")
     labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     (out / "labels.tsv").write_text("\n".join(labels) + "\n", encoding="utf-8")
