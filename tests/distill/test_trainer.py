@@ -1,0 +1,80 @@
+"""StageTrainer: gradual unfreezing in practice, dev selection, the warm-up/decay schedule."""
+import xdistil  # noqa: F401
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from transformers import BertConfig, TFBertForSequenceClassification
+
+from xdistil.config import DistilConfig
+from xdistil.data.encoding import Features
+from xdistil.distill.optimization import WarmupLinearDecay
+from xdistil.distill.sources import LabeledSource
+from xdistil.distill.stage_losses import cross_entropy_loss
+from xdistil.distill.trainer import Stage, StageTrainer
+from xdistil.distill.unfreezing import unfreezing_groups
+
+
+def _model():
+    tf.keras.utils.set_random_seed(0)
+    config = BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, num_labels=2, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    model = TFBertForSequenceClassification(config)
+    model(model.dummy_inputs)
+    return model
+
+
+def _features(n=24, length=6):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 30, (n, length)).astype(np.int32)
+    return Features(ids, np.ones_like(ids), np.zeros_like(ids), rng.integers(0, 2, n).astype(np.int32), None,
+                    np.arange(n, dtype=np.int32), n)
+
+
+def _run(tmp_path, unfreeze_fraction, evaluate=None, epochs=1, model=None):
+    config = DistilConfig(task="t", model_dir=str(tmp_path), pt_teacher_checkpoint="x", batch_size=4,
+                          unfreeze_fraction=unfreeze_fraction, warmup_ratio=0.0, log_every_steps=100)
+    model = model or _model()
+    groups = unfreezing_groups(model)  # head (pooler + classifier), layer 0, embeddings
+    before = [[v.numpy().copy() for v in g] for g in groups]
+    stage = Stage(name="s", model=model, groups=groups, gradual=True, compute_loss=cross_entropy_loss(model),
+                  source=LabeledSource(_features()), epochs=epochs, learning_rate=1e-2,
+                  evaluate=evaluate, metric="score" if evaluate else None)
+    summary = StageTrainer(config, tf.distribute.get_strategy(), tmp_path / "ckpt", tmp_path / "logs").run(stage)
+    changed = [any(not np.array_equal(b, v.numpy()) for b, v in zip(bg, g)) for bg, g in zip(before, groups)]
+    return summary, changed, model
+
+
+def test_groups_stay_frozen_until_their_step(tmp_path):
+    # 6 steps, 3 groups, fraction 1.0: a new group every 3 steps -> embeddings never trained.
+    summary, changed, _ = _run(tmp_path / "a", unfreeze_fraction=1.0)
+    assert summary["steps"] == 6
+    assert changed == [True, True, False]
+    # fraction 0.5: a new group every 2 steps -> all three trained.
+    _, changed, _ = _run(tmp_path / "b", unfreeze_fraction=0.5)
+    assert changed == [True, True, True]
+
+
+def test_best_dev_epoch_is_restored(tmp_path):
+    model = _model()
+    scores = iter([0.9, 0.1, 0.2])
+    weights = []
+
+    def evaluate():
+        weights.append(model.classifier.weights[0].numpy().copy())
+        return {"score": next(scores)}
+
+    summary, _, _ = _run(tmp_path, unfreeze_fraction=0.0, evaluate=evaluate, epochs=3, model=model)
+    assert summary["best_dev"] == pytest.approx(0.9)
+    assert [h["dev"]["score"] for h in summary["history"]] == [0.9, 0.1, 0.2]
+    np.testing.assert_array_equal(model.classifier.weights[0].numpy(), weights[0])
+    assert not np.array_equal(weights[0], weights[-1])
+
+
+def test_warmup_then_linear_decay():
+    schedule = WarmupLinearDecay(peak=1.0, total_steps=10, warmup_steps=2)
+    values = [float(schedule(step)) for step in range(11)]
+    assert values[0] == pytest.approx(0.5) and values[1] == pytest.approx(1.0)
+    assert values[2] == pytest.approx(1.0) and values[6] == pytest.approx(0.5) and values[10] == 0.0
+    assert all(a >= b for a, b in zip(values[1:], values[2:]))
