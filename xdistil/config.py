@@ -35,6 +35,7 @@ class DistilConfig:
     eval_batch_size: int = 64
     distil_chunk_size: int = 100_000
     max_transfer_lines: int | None = None
+    teacher_logit_cache: bool = True
     # Stage 1: representation distillation.
     distil_multi_hidden_states: bool = False
     distil_attention: bool = False

@@ -61,6 +61,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     define["integer"]("log_every_steps", d["log_every_steps"], "Progress interval.")
     define["integer"]("max_train_examples", None, "Use only the first N training examples.")
     define["integer"]("max_transfer_lines", None, "Use only the first N lines of the transfer file.")
+    define["bool"]("teacher_logit_cache", True, "Cache teacher logits on disk (off: recompute per stage).")
     define["integer"]("seed", d["seed"], "Random seed.")
     define["enum"]("strategy", d["strategy"], ["default", "mirrored"], "tf.distribute strategy.")
     flags.mark_flags_as_required(["task", "model_dir", "pt_teacher_checkpoint"], flag_values=flag_values)

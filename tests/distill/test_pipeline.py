@@ -120,3 +120,11 @@ def test_distilbert_teacher_without_token_types(tmp_path, tiny_bert_dir):
     assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
     assert (tmp_path / "out" / "model" / "config.json").exists()
     assert '"model_type": "distilbert"' in (tmp_path / "out" / "model" / "config.json").read_text()
+
+
+def test_without_teacher_logit_cache_the_teacher_runs_per_stage(tmp_path, teacher_dir):
+    config = _config(tmp_path, teacher_dir, "classification", student_layers_from_teacher=(1,),
+                     representation_epochs=0, logit_epochs=2, teacher_logit_cache=False)
+    metrics = run_distillation(config)
+    assert not (tmp_path / "out" / "cache" / "teacher_logits").exists()
+    assert len(metrics["stages"]["logit"]["history"]) == 2

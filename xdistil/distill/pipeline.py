@@ -122,9 +122,10 @@ def run_distillation(config: DistilConfig) -> dict:
                  "labels": data.labels, "long_sequence_policy": config.long_sequence_policy,
                  "max_transfer_lines": config.max_transfer_lines}
     reader = TransferChunkReader(transfer_path, kind, config.distil_chunk_size, config.max_transfer_lines)
-    transfer = TransferSource(reader, encode_chunk,
-                              TeacherLogitCache(model_dir / "cache" / "teacher_logits", cache_key))
-    transfer.fill_cache(TFPredictor(teacher, config.eval_batch_size))
+    cache = TeacherLogitCache(model_dir / "cache" / "teacher_logits", cache_key) \
+        if config.teacher_logit_cache else None
+    transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.eval_batch_size), cache)
+    transfer.fill_cache()
 
     stage_factories = [
         ("representation", lambda: _representation_stage(config, teacher, student, transfer, strategy)),

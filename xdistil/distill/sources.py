@@ -27,16 +27,26 @@ class LabeledSource:
 
 
 class TransferSource:
-    """The transfer file read in chunks, encoded on the fly, with cached teacher logits per chunk."""
+    """The transfer file read in chunks, encoded on the fly, with the teacher's logits per chunk.
 
-    def __init__(self, reader, encode_chunk, cache: TeacherLogitCache):
+    `teacher` is a predictor of the teacher's logits. With a `cache`, they are computed once
+    (`fill_cache`) and read back by every stage; without one, they are recomputed for every chunk of
+    every epoch, as the reference toolkit did (kept for comparison: `--noteacher_logit_cache`).
+    """
+
+    def __init__(self, reader, encode_chunk, teacher, cache: TeacherLogitCache | None = None):
         self.reader = reader
         self.encode_chunk = encode_chunk  # examples -> Features
         self.cache = cache
+        self.teacher = teacher
+        self._rows = None
 
     def chunks(self, start: int = 0):
         for index, examples in self.reader.chunks(start):
             features = self.encode_chunk(examples)
+            if self.cache is None:
+                yield index, features, self.teacher.logits(features)
+                continue
             logits = self.cache.get(index)
             if len(logits) != len(features.input_ids):
                 raise RuntimeError(f"teacher-logit cache chunk {index} has {len(logits)} rows, "
@@ -44,16 +54,22 @@ class TransferSource:
             yield index, features, logits
 
     def rows_per_chunk(self) -> list[int]:
-        rows = self.cache.chunk_rows()
-        return [rows[i] for i in sorted(rows)]
+        if self.cache is not None:
+            rows = self.cache.chunk_rows()
+            return [rows[i] for i in sorted(rows)]
+        if self._rows is None:  # tokenize once to count rows (NER windows can add some)
+            self._rows = [len(self.encode_chunk(examples).input_ids) for _, examples in self.reader.chunks(0)]
+        return self._rows
 
-    def fill_cache(self, predictor) -> None:
+    def fill_cache(self) -> None:
         """Compute teacher logits for every chunk not cached yet (resumable chunk by chunk)."""
+        if self.cache is None:
+            return
         for index, examples in self.reader.chunks(0):
             if index in self.cache:
                 continue
             features = self.encode_chunk(examples)
-            logits = predictor.logits(features)
+            logits = self.teacher.logits(features)
             self.cache.put(index, logits)
             log.info("teacher logits cached for transfer chunk %d (%d rows)", index, len(logits))
 
