@@ -75,6 +75,8 @@ def run_onnx_prediction(model_dir: str, export: ExportOptions | None, serve_opti
     """Export (when asked or when there is no ONNX model yet), then serve --pred_file at batch 1."""
     paths = onnx_paths(model_dir)
     result = {}
+    if serve_options.compare:  # before the export starts TensorFlow, or the setting cannot be made
+        _limit_tf_threads(serve_options.intra_op_threads)
     if export is not None or not paths["fp32"].exists():
         result["export"] = export_student(model_dir, export or ExportOptions())
     if not serve_options.pred_file:
@@ -92,7 +94,6 @@ def run_onnx_prediction(model_dir: str, export: ExportOptions | None, serve_opti
         other = "fp32" if served == "int8" else "int8"
         if paths[other].exists():
             predictors[f"onnx_{other}"] = OnlinePredictor.from_onnx(bundle, paths[other], threads)
-        _limit_tf_threads(threads)
         predictors["tf_fp32"] = OnlinePredictor.from_tf(bundle, bundle.load_tf_model())
         runs = serve_interleaved(predictors, lines, serve_options.warmup, source)
     else:
