@@ -42,18 +42,23 @@ def cpu_info() -> dict:
     return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
 
 
-def _limit_tf_threads(threads: int) -> None:
-    """Give TensorFlow the same thread count as onnxruntime (possible only before TF starts)."""
+def limit_tf_threads(threads: int) -> bool:
+    """Give TensorFlow `threads` intra-op threads and one inter-op thread, like the onnxruntime sessions.
+
+    Possible only before TensorFlow starts; returns False (and warns) when it is too late.
+    """
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+        return True
     except RuntimeError:
         log.warning("TensorFlow was already running: its thread counts stay as they were")
+        return False
 
 
-def _tf_threads() -> dict:
+def tf_threads() -> dict:
     import tensorflow as tf
 
     return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -76,7 +81,7 @@ def run_onnx_prediction(model_dir: str, export: ExportOptions | None, serve_opti
     paths = onnx_paths(model_dir)
     result = {}
     if serve_options.compare:  # before the export starts TensorFlow, or the setting cannot be made
-        _limit_tf_threads(serve_options.intra_op_threads)
+        limit_tf_threads(serve_options.intra_op_threads)
     if export is not None or not paths["fp32"].exists():
         result["export"] = export_student(model_dir, export or ExportOptions())
     if not serve_options.pred_file:
@@ -104,7 +109,7 @@ def run_onnx_prediction(model_dir: str, export: ExportOptions | None, serve_opti
               "timed_path": "parse + tokenize + forward at the request's own length + post-process",
               "latency_ms": {name: latency_summary(latencies) for name, (_, latencies) in runs.items()}}
     if serve_options.compare:
-        report["tf_threads"] = _tf_threads()  # 0 = TensorFlow's default (all cores)
+        report["tf_threads"] = tf_threads()  # 0 = TensorFlow's default (all cores)
         report["label_agreement_with_tf"] = {name: _label_agreement(out, runs["tf_fp32"][0])
                                              for name, (out, _) in runs.items() if name != "tf_fp32"}
     if serve_options.instances > 1:

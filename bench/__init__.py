@@ -1,0 +1,1 @@
+"""Benchmark scripts: latency, accuracy, distillation cost, and the report that joins them."""

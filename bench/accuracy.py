@@ -1,0 +1,113 @@
+"""Dev and test scores of the teacher (TF), the student (TF), and the student's ONNX fp32 and int8 models:
+
+    python bench/accuracy.py --model_dir out/demo_ner --name demo_ner
+
+All four go through the shared batched prediction path (same encoding, same post-processing, same
+metrics: entity F1 with per-type scores for NER, accuracy and macro-F1 otherwise).
+Writes bench/results/<name>_accuracy.json.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `python bench/...`
+import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
+
+from absl import app, flags, logging
+
+from bench.common import (RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER, default_teacher_dir,
+                          load_teacher, model_sizes_mb, read_json, teacher_bundle, write_result)
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "Distilled model directory (with onnx/ exported).")
+    flags.DEFINE_string("teacher_dir", None, "Teacher (default: <model_dir>/teacher, else the run's teacher).")
+    flags.DEFINE_integer("batch_size", 64, "Prediction batch size.")
+    flags.DEFINE_string("name", None, "Results name: bench/results/<name>_accuracy.json (default: the model dir's name).")
+    flags.mark_flag_as_required("model_dir")
+
+
+def build_predictors(bundle, teacher_dir: str, batch_size: int) -> dict:
+    """{name: (bundle used to encode and decode, batched predictor)}; the teacher uses its own tokenizer."""
+    from xdistil.export.parity import onnx_session
+    from xdistil.inference.onnx_serving import onnx_paths
+    from xdistil.inference.predict import ONNXPredictor, TFPredictor
+
+    paths = onnx_paths(bundle.model_dir)
+    predictors = {TEACHER: (teacher_bundle(bundle, teacher_dir), TFPredictor(load_teacher(teacher_dir, bundle),
+                                                                             batch_size)),
+                  STUDENT_TF: (bundle, TFPredictor(bundle.load_tf_model(), batch_size)),
+                  STUDENT_ONNX_FP32: (bundle, ONNXPredictor(onnx_session(paths["fp32"]), batch_size))}
+    if paths["int8"].exists():
+        int8 = onnx_session(paths["int8"])
+        predictors[STUDENT_ONNX_INT8] = (bundle, ONNXPredictor(int8, batch_size))
+        # Dynamic int8 quantizes activations with a range taken over the whole batch, so its scores
+        # depend on the batch: batch 1 is what online serving (and bench/latency.py) runs.
+        predictors[STUDENT_ONNX_INT8 + "_batch1"] = (bundle, ONNXPredictor(int8, 1))
+    return predictors
+
+
+def split_files(bundle) -> dict:
+    task = Path(bundle.task or "")
+    return {split: str(task / f"{split}.tsv") for split in ("dev", "test") if (task / f"{split}.tsv").exists()}
+
+
+def score_all(predictors: dict, files: dict, bundle) -> dict:
+    """{model: {split: scores}} over the labeled files."""
+    scores = {name: {} for name in predictors}
+    for split, path in files.items():
+        examples = bundle.read_labeled(path)
+        for name, (model_bundle, predictor) in predictors.items():
+            features = model_bundle.encode(examples)
+            predictions = model_bundle.predictions(predictor.logits(features), features, examples)
+            scores[name][split] = model_bundle.score(examples, predictions)
+    return scores
+
+
+def metrics_json_check(model_dir: str, scores: dict, metric: str) -> dict:
+    """Differences from the scores the distillation run recorded in metrics.json (should be ~0)."""
+    path = Path(model_dir) / "metrics.json"
+    if not path.exists():
+        return {}
+    recorded = read_json(path)
+    check = {}
+    for name, role in ((TEACHER, "teacher"), (STUDENT_TF, "student")):
+        for split, values in recorded.get(role, {}).items():
+            if isinstance(values, dict) and metric in values and split in scores[name]:
+                check[f"{name}/{split}"] = scores[name][split][metric] - values[metric]
+    return check
+
+
+def run_benchmark(model_dir: str, teacher_dir: str | None, batch_size: int, name: str) -> dict:
+    from xdistil.evaluate import PRIMARY_METRIC
+    from xdistil.inference.student import StudentBundle
+
+    bundle = StudentBundle.load(model_dir)
+    teacher_dir = teacher_dir or default_teacher_dir(model_dir)
+    files = split_files(bundle)
+    if not files:
+        raise FileNotFoundError(f"no dev.tsv or test.tsv in the task folder {bundle.task!r}")
+    scores = score_all(build_predictors(bundle, teacher_dir, batch_size), files, bundle)
+    metric = PRIMARY_METRIC[bundle.kind]
+    report = {"benchmark": "accuracy", "name": name, "model_dir": str(model_dir), "teacher_dir": teacher_dir,
+              "task": bundle.task, "kind": bundle.kind, "metric": metric, "files": files,
+              "seq_len": bundle.seq_len, "sizes_mb": model_sizes_mb(model_dir, teacher_dir), "scores": scores,
+              "difference_from_metrics_json": metrics_json_check(model_dir, scores, metric)}
+    write_result(RESULTS_DIR / f"{name}_accuracy.json", report)
+    return report
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    report = run_benchmark(FLAGS.model_dir, FLAGS.teacher_dir, FLAGS.batch_size,
+                           FLAGS.name or Path(FLAGS.model_dir).name)
+    metric = report["metric"]
+    for model, splits in report["scores"].items():
+        logging.info("%-20s %s", model, "  ".join(f"{s} {metric} {v[metric]:.4f}" for s, v in splits.items()))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,85 @@
+"""Helpers shared by the benchmark scripts: where results go, the teacher of a model directory, sizes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from xdistil.io_utils import atomic_write_json
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PADDED_TEACHER = "teacher_tf_fp32_padded"
+TEACHER = "teacher_tf_fp32"
+STUDENT_TF = "student_tf_fp32"
+STUDENT_ONNX_FP32 = "student_onnx_fp32"
+STUDENT_ONNX_INT8 = "student_onnx_int8"
+MODEL_ORDER = (PADDED_TEACHER, TEACHER, STUDENT_TF, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_ONNX_INT8 + "_batch1")
+
+
+def model_order(name: str) -> tuple:
+    """Sort key: the known models in pipeline order (teacher to int8 student), others after by name."""
+    return (MODEL_ORDER.index(name), "") if name in MODEL_ORDER else (len(MODEL_ORDER), name)
+
+
+def default_teacher_dir(model_dir: str) -> str:
+    """<model_dir>/teacher when the run fine-tuned one, else the teacher the run config names."""
+    from xdistil.config import load_run_config
+    from xdistil.models.loading import resolve_checkpoint
+
+    saved = Path(model_dir) / "teacher"
+    if (saved / "config.json").exists():
+        return str(saved)
+    source = load_run_config(model_dir).get("teacher_source") or load_run_config(model_dir)["pt_teacher_checkpoint"]
+    return resolve_checkpoint(source)
+
+
+def teacher_bundle(bundle, teacher_dir: str, seq_len: int | None = None):
+    """The student's bundle with the teacher's tokenizer (and optionally another seq_len): the teacher
+    then goes through exactly the same parsing, encoding and post-processing as the student."""
+    from xdistil.models.loading import load_tokenizer
+
+    return dataclasses.replace(bundle, model_dir=Path(teacher_dir), tokenizer=load_tokenizer(teacher_dir),
+                               seq_len=seq_len or bundle.seq_len)
+
+
+def load_teacher(teacher_dir: str, bundle):
+    """The teacher as a TF task model; it must already have a head for the student's labels."""
+    from xdistil.models.loading import has_task_head, load_task_model
+
+    if not has_task_head(teacher_dir, bundle.kind, bundle.labels):
+        raise ValueError(f"{teacher_dir} has no {bundle.kind} head for the labels {bundle.labels}")
+    return load_task_model(teacher_dir, bundle.kind, bundle.labels)
+
+
+def _weights_size(directory: Path) -> int | None:
+    for name in ("tf_model.h5", "model.safetensors"):
+        if (directory / name).exists():
+            return (directory / name).stat().st_size
+    return None
+
+
+def model_sizes_mb(model_dir: str, teacher_dir: str) -> dict:
+    """Weight-file sizes in MB (10^6 bytes) of the teacher, the TF student and the ONNX models."""
+    from xdistil.inference.onnx_serving import onnx_paths
+
+    teacher = _weights_size(Path(teacher_dir))
+    student = _weights_size(Path(model_dir) / "model")
+    paths = onnx_paths(model_dir)
+    sizes = {TEACHER: teacher, PADDED_TEACHER: teacher, STUDENT_TF: student,
+             STUDENT_ONNX_FP32: paths["fp32"].stat().st_size if paths["fp32"].exists() else None,
+             STUDENT_ONNX_INT8: paths["int8"].stat().st_size if paths["int8"].exists() else None}
+    return {name: None if size is None else round(size / 1e6, 2) for name, size in sizes.items()}
+
+
+def write_result(path: Path, payload: dict) -> Path:
+    atomic_write_json(path, payload)
+    return path
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]

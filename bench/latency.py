@@ -1,0 +1,227 @@
+"""Batch-1 online latency of teacher and student on real sentences, in one interleaved run:
+
+    python bench/latency.py --model_dir out/demo_ner --max_requests 300 --name demo_ner
+
+Every request is one test sentence at its own length (parse + tokenize + forward + post-process timed),
+served in turn by: the teacher TF fp32 padded to --seq_len (the reference toolkit's way), the teacher TF
+fp32 unpadded, the student TF fp32, the student ONNX fp32 and ONNX int8; then the int8 student with
+--instances single-thread processes for throughput. Writes bench/results/<name>.json and <name>_latency.png.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `python bench/...`
+import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
+
+import numpy as np
+from absl import app, flags, logging
+
+from bench.common import (PADDED_TEACHER, RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER,
+                          default_teacher_dir, load_average, load_teacher, model_sizes_mb, teacher_bundle, write_result)
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "Distilled model directory (with onnx/ exported).")
+    flags.DEFINE_string("teacher_dir", None, "Teacher (default: <model_dir>/teacher, else the run's teacher).")
+    flags.DEFINE_string("test_file", None, "Labeled file whose texts are the requests (default: the task's test.tsv).")
+    flags.DEFINE_integer("max_requests", 300, "Requests: the first N examples of --test_file.")
+    flags.DEFINE_integer("seq_len", 128, "Length the padded teacher pads every request to.")
+    flags.DEFINE_integer("instances", 2, "Parallel single-thread int8 sessions for the throughput run (<2: skip).")
+    flags.DEFINE_integer("warmup", 10, "Untimed warm-up requests per model.")
+    flags.DEFINE_integer("intra_op_threads", 1, "Threads per model: onnxruntime intra-op and TensorFlow intra-op.")
+    flags.DEFINE_string("name", None, "Results name: bench/results/<name>.json (default: the model dir's name).")
+    flags.mark_flag_as_required("model_dir")
+
+
+def request_text(kind: str, example) -> str:
+    """A labeled example as a request line in the transfer/prediction format (text columns only)."""
+    if kind == "ner":
+        return " ".join(example.tokens)
+    return f"{example.text_a}\t{example.text_b}" if kind == "pairwise" else example.text_a
+
+
+def request_lines(bundle, test_file: str, max_requests: int) -> list[tuple[int, str]]:
+    examples = bundle.read_labeled(test_file)[:max_requests]
+    return [(i, request_text(bundle.kind, e)) for i, e in enumerate(examples, start=1)]
+
+
+def padded_tf_forward(model, seq_len: int):
+    """A forward that zero-pads each [1, length] request to [1, seq_len] (one traced shape), then cuts
+    token logits back to the request's length."""
+    import tensorflow as tf
+
+    from xdistil.models.loading import model_input_names
+
+    names = model_input_names(model)
+    spec = {name: tf.TensorSpec([1, seq_len], tf.int32, name=name) for name in names}
+    logits_fn = tf.function(lambda inputs: tf.cast(model(inputs, training=False).logits, tf.float32),
+                            input_signature=[spec])
+
+    def forward(arrays):
+        length = arrays["input_ids"].shape[1]
+        if length > seq_len:
+            raise ValueError(f"request of {length} sub-tokens is longer than --seq_len {seq_len}")
+        logits = logits_fn({n: np.pad(arrays[n], ((0, 0), (0, seq_len - length))) for n in names}).numpy()
+        return logits[:, :length] if logits.ndim == 3 else logits
+
+    return forward
+
+
+def build_predictors(bundle, teacher_dir: str, seq_len: int, threads: int) -> dict:
+    """The five online predictors, in interleaving order."""
+    from xdistil.inference.online import OnlinePredictor
+    from xdistil.inference.onnx_serving import onnx_paths
+
+    # Windows of long NER sentences at --seq_len, so every teacher row fits the padded shape.
+    t_bundle = teacher_bundle(bundle, teacher_dir, seq_len)
+    teacher = load_teacher(teacher_dir, bundle)
+    paths = onnx_paths(bundle.model_dir)
+    predictors = {PADDED_TEACHER: OnlinePredictor(t_bundle, padded_tf_forward(teacher, seq_len)),
+                  TEACHER: OnlinePredictor.from_tf(t_bundle, teacher),
+                  STUDENT_TF: OnlinePredictor.from_tf(bundle, bundle.load_tf_model()),
+                  STUDENT_ONNX_FP32: OnlinePredictor.from_onnx(bundle, paths["fp32"], threads)}
+    if paths["int8"].exists():
+        predictors[STUDENT_ONNX_INT8] = OnlinePredictor.from_onnx(bundle, paths["int8"], threads)
+    else:
+        logging.warning("no %s: int8 not measured", paths["int8"])
+    return predictors
+
+
+def label_agreement(kind: str, outputs: list[str], reference: list[str]) -> dict:
+    """Share of requests with identical labels (probabilities ignored); NER also per word."""
+    labels = [o.split("\t")[0] for o in outputs]
+    ref = [r.split("\t")[0] for r in reference]
+    result = {"requests": float(np.mean([a == b for a, b in zip(labels, ref)]))}
+    if kind == "ner":
+        pairs = [(a, b) for line, ref_line in zip(labels, ref) for a, b in zip(line.split(), ref_line.split())]
+        result["words"] = float(np.mean([a == b for a, b in pairs]))
+    return result
+
+
+def summarize(kind: str, runs: dict) -> dict:
+    """Latency summaries with p50 speed-ups, and label agreement with the (padded and unpadded) teacher."""
+    from xdistil.inference.online import latency_summary
+
+    summaries = {name: latency_summary(latencies) for name, (_, latencies) in runs.items()}
+    for name, summary in summaries.items():
+        summary["p50_speedup_vs_padded_teacher"] = summaries[PADDED_TEACHER]["p50"] / summary["p50"]
+        summary["p50_speedup_vs_student_tf_fp32"] = summaries[STUDENT_TF]["p50"] / summary["p50"]
+        summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name][0], runs[PADDED_TEACHER][0])
+        summary["agreement_with_teacher"] = label_agreement(kind, runs[name][0], runs[TEACHER][0])
+        summary["latencies_ms"] = [round(x, 4) for x in runs[name][1]]
+    return summaries
+
+
+def measure_instances(bundle, lines, instances: int, warmup: int, single_outputs, single_throughput) -> dict:
+    """Throughput of `instances` single-thread int8 processes over the same requests."""
+    from xdistil.inference.online import serve_instances
+    from xdistil.inference.onnx_serving import onnx_paths
+
+    multi = serve_instances(bundle.model_dir, onnx_paths(bundle.model_dir)["int8"], lines, instances, warmup)
+    multi["same_outputs_as_single_instance"] = multi.pop("outputs") == single_outputs
+    multi["speedup_vs_one_instance"] = multi["throughput_per_s"] / single_throughput
+    return multi
+
+
+def _plain_log_labels(matplotlib, minor: bool = False):
+    """Tick labels as plain numbers; minor ticks labelled only at 2x and 5x."""
+    return matplotlib.ticker.FuncFormatter(
+        lambda v, _: "" if minor and f"{v:g}"[0] not in "25" else f"{v:g}")
+
+
+def plot_latency(models: dict, instances: dict | None, title: str, path: Path) -> Path:
+    """Box plot of per-request latency (log axis, whiskers p1-p99) and a throughput bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(models)
+    fig, (box_ax, bar_ax) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    box_ax.boxplot([models[n]["latencies_ms"] for n in names], whis=(1, 99), showfliers=False)
+    box_ax.set_xticks(range(1, len(names) + 1), [n.replace("_", "\n", 2) for n in names], fontsize=8)
+    box_ax.set_yscale("log")
+    box_ax.set_ylabel("latency per request, ms (log)")
+    for i, name in enumerate(names, start=1):
+        box_ax.annotate(f"p50 {models[name]['p50']:.1f}", (i, models[name]["p50"]), textcoords="offset points",
+                        xytext=(30, -3), ha="left", fontsize=7)
+    box_ax.set_title("batch-1 latency (box p25-p75, whiskers p1-p99)")
+    bars = {n: models[n]["throughput_per_s"] for n in names}
+    if instances:
+        bars[f"int8 x{instances['instances']} proc"] = instances["throughput_per_s"]
+    bar_ax.bar(range(len(bars)), list(bars.values()), color="tab:green")
+    bar_ax.set_xticks(range(len(bars)), [n.replace("_", "\n", 2) for n in bars], fontsize=7)
+    bar_ax.set_yscale("log")
+    bar_ax.set_ylabel("requests / s (log)")
+    bar_ax.set_title("throughput")
+    for ax in (box_ax, bar_ax):  # log axes labelled 2, 5, 10, 20 rather than 2x10^0
+        ax.yaxis.set_major_formatter(_plain_log_labels(matplotlib))
+        ax.yaxis.set_minor_formatter(_plain_log_labels(matplotlib, minor=True))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_benchmark(model_dir: str, teacher_dir: str | None, test_file: str | None, max_requests: int, seq_len: int,
+                  instances: int, warmup: int, threads: int, name: str) -> dict:
+    """Measure, write bench/results/<name>.json and <name>_latency.png, and return the report."""
+    import onnxruntime
+    import tensorflow as tf
+
+    from xdistil.inference.online import serve_interleaved
+    from xdistil.inference.onnx_serving import cpu_info, limit_tf_threads
+    from xdistil.inference.onnx_serving import tf_threads as current_tf_threads
+    from xdistil.inference.student import StudentBundle
+
+    if not limit_tf_threads(threads):
+        raise RuntimeError("TensorFlow started before its threads could be limited")
+    tf_threads = current_tf_threads()
+    bundle = StudentBundle.load(model_dir)
+    teacher_dir = teacher_dir or default_teacher_dir(model_dir)
+    test_file = test_file or bundle.default_eval_file()
+    lines = request_lines(bundle, test_file, max_requests)
+    predictors = build_predictors(bundle, teacher_dir, seq_len, threads)
+    load_before = load_average()
+    runs = serve_interleaved(predictors, lines, warmup, test_file)
+    models = summarize(bundle.kind, runs)
+    multi = None
+    if instances > 1 and STUDENT_ONNX_INT8 in runs:
+        multi = measure_instances(bundle, lines, instances, warmup, runs[STUDENT_ONNX_INT8][0],
+                                  models[STUDENT_ONNX_INT8]["throughput_per_s"])
+    report = {"benchmark": "latency", "name": name, "model_dir": str(model_dir), "teacher_dir": teacher_dir,
+              "task": bundle.task, "kind": bundle.kind, "test_file": test_file, "requests": len(lines),
+              "warmup_requests": min(warmup, len(lines)), "padded_teacher_seq_len": seq_len,
+              "student_seq_len": bundle.seq_len, "order": "interleaved request by request (A B C, B C A, ...)",
+              "timed_path": "parse + tokenize + forward + post-process, batch 1",
+              "threads": {"onnxruntime_intra_op": threads, "onnxruntime_inter_op": 1, "tensorflow": tf_threads},
+              "cpu": cpu_info(), "load_average_before_after": [load_before, load_average()],
+              "versions": {"tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__},
+              "sizes_mb": model_sizes_mb(model_dir, teacher_dir), "latency_ms": models, "instances": multi}
+    write_result(RESULTS_DIR / f"{name}.json", report)
+    plot_latency(models, multi, f"{name}: {len(lines)} requests, {threads} thread(s), {report['cpu']['model']}",
+                 RESULTS_DIR / f"{name}_latency.png")
+    return report
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    name = FLAGS.name or Path(FLAGS.model_dir).name
+    report = run_benchmark(FLAGS.model_dir, FLAGS.teacher_dir, FLAGS.test_file, FLAGS.max_requests, FLAGS.seq_len,
+                           FLAGS.instances, FLAGS.warmup, FLAGS.intra_op_threads, name)
+    for model, s in report["latency_ms"].items():
+        logging.info("%-24s p50 %7.2f  p90 %7.2f  p99 %7.2f ms  %6.1f req/s  x%.1f vs padded teacher", model,
+                     s["p50"], s["p90"], s["p99"], s["throughput_per_s"], s["p50_speedup_vs_padded_teacher"])
+    if report["instances"]:
+        logging.info("int8 x%d instances: %.1f req/s", FLAGS.instances, report["instances"]["throughput_per_s"])
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
