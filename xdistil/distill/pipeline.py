@@ -199,7 +199,8 @@ def _representation_stage(config, teacher, student, transfer, strategy) -> Stage
         extra_trackables={"projections": holder},
         compute_loss=representation_loss(teacher, student, projections, mapping, config.distil_attention,
                                          config.attention_loss),
-        source=transfer, epochs=config.representation_epochs, learning_rate=config.distil_learning_rate)
+        source=transfer.without_logits(), epochs=config.representation_epochs,
+        learning_rate=config.distil_learning_rate)
 
 
 def _check_attention_shapes(teacher, student) -> None:

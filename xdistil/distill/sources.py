@@ -1,6 +1,7 @@
 """Where a stage's batches come from: the labeled train set, or the transfer file chunk by chunk."""
 from __future__ import annotations
 
+import copy
 import logging
 import math
 
@@ -39,19 +40,30 @@ class TransferSource:
         self.encode_chunk = encode_chunk  # examples -> Features
         self.cache = cache
         self.teacher = teacher
+        self.with_logits = True
         self._rows = None
+
+    def without_logits(self) -> "TransferSource":
+        """The same chunks without teacher logits (stage 1 runs the teacher itself)."""
+        source = copy.copy(self)
+        source.with_logits = False
+        return source
 
     def chunks(self, start: int = 0):
         for index, examples in self.reader.chunks(start):
             features = self.encode_chunk(examples)
-            if self.cache is None:
-                yield index, features, self.teacher.logits(features)
-                continue
-            logits = self.cache.get(index)
-            if len(logits) != len(features.input_ids):
-                raise RuntimeError(f"teacher-logit cache chunk {index} has {len(logits)} rows, "
-                                   f"the transfer chunk {len(features.input_ids)}: delete {self.cache.directory}")
-            yield index, features, logits
+            yield index, features, self._teacher_logits(index, features)
+
+    def _teacher_logits(self, index: int, features):
+        if not self.with_logits:
+            return None
+        if self.cache is None:  # recomputed, rounded like cached logits so that both train alike
+            return self.teacher.logits(features).astype(np.float16)
+        logits = self.cache.get(index)
+        if len(logits) != len(features.input_ids):
+            raise RuntimeError(f"teacher-logit cache chunk {index} has {len(logits)} rows, "
+                               f"the transfer chunk {len(features.input_ids)}: delete {self.cache.directory}")
+        return logits
 
     def rows_per_chunk(self) -> list[int]:
         if self.cache is not None:

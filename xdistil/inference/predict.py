@@ -15,11 +15,12 @@ def trimmed_length(attention_mask: np.ndarray, multiple: int = 8) -> int:
     return min(attention_mask.shape[1], max(multiple, -(-longest // multiple) * multiple))
 
 
-def batch_arrays(features, rows, keys=MODEL_INPUTS, trim: bool = True) -> dict:
-    """Rows of `features` as a dict of arrays, cut to the batch's real length when `trim`."""
+def batch_arrays(features, rows, keys=MODEL_INPUTS, trim: bool = True, multiple: int = 8) -> dict:
+    """Rows of `features` as a dict of arrays, cut to the batch's real length (rounded up to
+    `multiple`) when `trim`."""
     arrays = {k: getattr(features, k)[rows] for k in keys}
     if trim:
-        length = trimmed_length(arrays["attention_mask"])
+        length = trimmed_length(arrays["attention_mask"], multiple)
         arrays = {k: v[:, :length] if v.ndim >= 2 else v for k, v in arrays.items()}
     return arrays
 
@@ -29,6 +30,7 @@ class BatchedPredictor:
 
     input_names: tuple[str, ...]
     batch_size: int
+    length_multiple: int = 8  # 1 with batch_size 1: each row at exactly its length, as served online
 
     def _forward(self, arrays: dict) -> np.ndarray:
         raise NotImplementedError
@@ -39,7 +41,7 @@ class BatchedPredictor:
         outputs = None
         for start in range(0, n, self.batch_size):
             rows = np.arange(start, min(n, start + self.batch_size))
-            arrays = batch_arrays(features, rows, self.input_names)
+            arrays = batch_arrays(features, rows, self.input_names, multiple=self.length_multiple)
             batch_logits = np.asarray(self._forward(arrays))
             if outputs is None:
                 shape = (n, features.input_ids.shape[1], batch_logits.shape[-1]) if batch_logits.ndim == 3 \
@@ -73,9 +75,10 @@ class TFPredictor(BatchedPredictor):
 class ONNXPredictor(BatchedPredictor):
     """Logits from an onnxruntime session of an exported student."""
 
-    def __init__(self, session, batch_size: int = 64):
+    def __init__(self, session, batch_size: int = 64, length_multiple: int = 8):
         self.session = session
         self.batch_size = batch_size
+        self.length_multiple = length_multiple
         self.input_names = tuple(i.name for i in session.get_inputs())
 
     def _forward(self, arrays):
