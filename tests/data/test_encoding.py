@@ -106,15 +106,6 @@ def test_decode_ner_round_trips_gold_tags(tokenizer):
         list(example.tags) for example in examples]
 
 
-def test_decode_ner_on_selected_rows_fills_o(tokenizer):
-    examples = long_sentences()
-    features, _ = encode_ner(tokenizer, examples, seq_len=7, label2id=LABEL2ID)
-    second_window = features.select([1])
-    tags = decode_ner(second_window.labels.clip(min=0), second_window, [12, 2, 12], TAGS)
-    assert tags[0] == ["O"] * 4 + ["O", "B-PER", "O", "O", "B-ORG"] + ["O"] * 3
-    assert tags[1:] == [["O"] * 2, ["O"] * 12]
-
-
 def test_truncate_policy_keeps_the_first_window(tokenizer):
     examples = long_sentences()
     features, stats = encode_ner(tokenizer, examples, 7, LABEL2ID, long_policy="truncate")
@@ -187,19 +178,6 @@ def test_encode_dispatches_on_kind(tokenizer):
     assert features.token_type_ids[0].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
     with pytest.raises(ValueError, match="do not match task kind 'classification'"):
         encode(tokenizer, pairs, "classification", 8, None)
-
-
-def test_select_and_as_dict(tokenizer):
-    features, _ = encode_texts(
-        tokenizer, [TextExample("a", None, "x"), TextExample("the movie", None, "y")], 6,
-        {"x": 0, "y": 1})
-    second = features.select(slice(1, 2))
-    assert len(second) == 1 and second.labels.tolist() == [1]
-    assert second.example_index.tolist() == [1] and second.num_examples == 2
-    inputs = second.as_dict(["input_ids", "attention_mask"])
-    assert list(inputs) == ["input_ids", "attention_mask"]
-    assert np.array_equal(inputs["input_ids"], features.input_ids[1:])
-    assert set(features.as_dict()) == {"input_ids", "attention_mask", "token_type_ids"}
 
 
 def test_no_examples(tokenizer):

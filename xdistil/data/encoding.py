@@ -34,27 +34,6 @@ class Features:
     def __len__(self):
         return len(self.input_ids)
 
-    def select(self, rows) -> Features:
-        """The given rows (index array, boolean mask or slice). `example_index` and
-        `num_examples` still refer to the original examples."""
-        return Features(
-            input_ids=self.input_ids[rows],
-            attention_mask=self.attention_mask[rows],
-            token_type_ids=self.token_type_ids[rows],
-            labels=self.labels[rows],
-            word_ids=None if self.word_ids is None else self.word_ids[rows],
-            example_index=self.example_index[rows],
-            num_examples=self.num_examples,
-        )
-
-    def as_dict(self, input_names=MODEL_INPUT_NAMES) -> dict:
-        """Model input arrays by name; pass `tokenizer.model_input_names` for models that
-        take no token_type_ids (e.g. DistilBERT)."""
-        unknown = set(input_names) - set(MODEL_INPUT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown model inputs {sorted(unknown)}; have {MODEL_INPUT_NAMES}")
-        return {name: getattr(self, name) for name in input_names}
-
 
 def _check_fast(tokenizer):
     if not tokenizer.is_fast:

@@ -50,8 +50,3 @@ class TransferChunkReader:
                 examples = []
         if examples:
             yield (non_blank_seen - 1) // self.chunk_size, examples
-
-    def count_lines(self) -> int:
-        """Number of non-blank lines (examples) in the file, streamed."""
-        count = sum(1 for _, line in iter_lines(self.path) if not is_blank(line))
-        return count if self.max_lines is None else min(count, self.max_lines)

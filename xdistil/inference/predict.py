@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdistil.data.encoding import decode_ner
+from xdistil.data.encoding import MODEL_INPUT_NAMES, decode_ner
 from xdistil.evaluate import classification_scores, ner_scores
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def trimmed_length(attention_mask: np.ndarray, multiple: int = 8) -> int:
@@ -15,7 +13,7 @@ def trimmed_length(attention_mask: np.ndarray, multiple: int = 8) -> int:
     return min(attention_mask.shape[1], max(multiple, -(-longest // multiple) * multiple))
 
 
-def batch_arrays(features, rows, keys=MODEL_INPUTS, trim: bool = True, multiple: int = 8) -> dict:
+def batch_arrays(features, rows, keys=MODEL_INPUT_NAMES, trim: bool = True, multiple: int = 8) -> dict:
     """Rows of `features` as a dict of arrays, cut to the batch's real length (rounded up to
     `multiple`) when `trim`."""
     arrays = {k: getattr(features, k)[rows] for k in keys}
