@@ -128,3 +128,33 @@ def test_without_teacher_logit_cache_the_teacher_runs_per_stage(tmp_path, teache
     metrics = run_distillation(config)
     assert not (tmp_path / "out" / "cache" / "teacher_logits").exists()
     assert len(metrics["stages"]["logit"]["history"]) == 2
+
+
+def test_roberta_teacher_with_byte_level_bpe(tmp_path):
+    """A RoBERTa teacher (BPE needing add_prefix_space for pre-split words, positions offset by the
+    padding index, one token type) distils end to end on NER."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaTokenizerFast, TFRobertaModel
+
+    from conftest import WORDS
+
+    teacher_dir = tmp_path / "roberta"
+    teacher_dir.mkdir()
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(teacher_dir))
+    tokenizer = RobertaTokenizerFast(vocab_file=str(teacher_dir / "vocab.json"),
+                                     merges_file=str(teacher_dir / "merges.txt"))
+    tokenizer.save_pretrained(str(teacher_dir))
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=80, type_vocab_size=1,
+                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = TFRobertaModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(teacher_dir))
+    run = _config(tmp_path, teacher_dir, "ner", student_layers_from_teacher=(1,), distil_multi_hidden_states=True,
+                  teacher_epochs=1, finetune_epochs=1)
+    metrics = run_distillation(run)
+    assert '"model_type": "roberta"' in (tmp_path / "out" / "model" / "config.json").read_text()
+    assert 0.0 <= metrics["student"]["test"]["f1"] <= 1.0
