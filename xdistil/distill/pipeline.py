@@ -128,7 +128,7 @@ def run_distillation(config: DistilConfig) -> dict:
     transfer.fill_cache()
 
     stage_factories = [
-        ("representation", lambda: _representation_stage(config, teacher, student, transfer, strategy)),
+        ("representation", lambda: _representation_stage(config, teacher, student, transfer, strategy, groups)),
         ("logit", lambda: Stage(
             name="logit", model=student, groups=groups, gradual=True, source=transfer,
             compute_loss=logit_distillation_loss(student, kind, config.logit_loss, config.temperature),
@@ -178,7 +178,8 @@ def run_distillation(config: DistilConfig) -> dict:
     return metrics
 
 
-def _representation_stage(config, teacher, student, transfer, strategy) -> Stage:
+def _representation_stage(config, teacher, student, transfer, strategy, groups) -> Stage:
+    """Stage 1: every unfrozen student variable (the union of `groups`) trains from the start."""
     mapping_spec = config.layer_mapping if config.distil_multi_hidden_states else "last"
     mapping = layer_mapping(mapping_spec, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     if config.distil_attention:
@@ -191,10 +192,8 @@ def _representation_stage(config, teacher, student, transfer, strategy) -> Stage
             projection.build((None, None, student.config.hidden_size))
     holder = tf.Module()
     holder.layers = projections
-    frozen = [word_embedding_variable(student)] if config.freeze_word_embedding else []
-    trainable = [v for v in student.trainable_variables if all(v is not f for f in frozen)]
     return Stage(
-        name="representation", model=student, groups=[trainable],
+        name="representation", model=student, groups=[[v for group in groups for v in group]],
         extra_variables=[v for p in projections for v in p.trainable_variables],
         extra_trackables={"projections": holder},
         compute_loss=representation_loss(teacher, student, projections, mapping, config.distil_attention,
