@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from xdistil.data.encoding import encode
-from xdistil.data.readers import load_label_list, read_labeled_file
+from xdistil.data.readers import LABELS_FILE, load_label_list, read_labeled_file
 from xdistil.inference.predict import TFPredictor, predictions_from_logits, score_predictions
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,11 @@ def read_task_files(task_dir: str, kind: str, max_train_examples: int | None = N
     train_path = Path(train_file or task / "train.tsv")
     dev_path = Path(dev_file or task / "dev.tsv")
     test_path = Path(test_file) if test_file else task / "test.tsv" if task_dir else None
-    train = read_labeled_file(train_path, kind, labels)
+    if labels is None and (task / LABELS_FILE).exists():
+        labels = load_label_list(task, [], kind)
+    train = read_labeled_file(train_path, kind, labels)  # with a label list, every label is checked
     if labels is None:
         labels = load_label_list(task, train, kind)
-        read_labeled_file(train_path, kind, labels)  # every train label must be in the label list
     if not dev_path.exists():
         raise FileNotFoundError(f"{dev_path} not found: model selection needs a dev set")
     splits = {"train": train[:max_train_examples] if max_train_examples else train,
