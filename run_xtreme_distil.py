@@ -15,6 +15,7 @@ define_flags()
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
+    from xdistil.distill.distribution import LOST_WORKER_ERRORS, lost_worker_message
     from xdistil.distill.pipeline import run_distillation
 
     try:
@@ -25,6 +26,8 @@ def main(argv):
         run_distillation(config)
     except (InputFormatError, OSError) as error:  # bad input, missing file or checkpoint
         sys.exit(f"error: {error}")
+    except LOST_WORKER_ERRORS as error:  # multi-worker: a peer died; every worker stops, none hangs
+        sys.exit(f"error: {lost_worker_message(error)}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from xdistil.io_utils import atomic_write_text
 
 CONFIG_FILE = "xtremedistil-config.json"
 OPT_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+BATCH_SIZE_SCOPES = ("global", "per_replica")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +67,11 @@ class DistilConfig:
     log_every_steps: int = 20
     max_train_examples: int | None = None
     seed: int = 42
+    # tf.distribute: "default" | "mirrored" | "multi_worker" (TF_CONFIG) | "tpu" (--tpu).
     strategy: str = "default"
+    num_virtual_cpus: int | None = None  # split the CPU into N logical devices (mirrored on one CPU)
+    tpu: str | None = None
+    batch_size_scope: str = "global"  # --batch_size is "global" or "per_replica" (as the reference)
 
     def __post_init__(self):
         if self.task_kind not in ("ner", "pairwise", "classification"):
@@ -83,6 +89,12 @@ class DistilConfig:
         sources = [self.pt_student_checkpoint is not None, self.student_layers_from_teacher is not None]
         if sum(sources) > 1:
             raise ValueError("give either --pt_student_checkpoint or --student_layers_from_teacher, not both")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.batch_size_scope not in BATCH_SIZE_SCOPES:
+            raise ValueError(f"--batch_size_scope must be one of {BATCH_SIZE_SCOPES}, got {self.batch_size_scope!r}")
+        if self.strategy == "tpu" and not self.tpu:
+            raise ValueError("--strategy tpu needs --tpu: a TPU name, a grpc:// address, or 'local'")
         if self.seq_len < 8:
             raise ValueError("--seq_len must be at least 8")
 

@@ -6,7 +6,12 @@ import functools
 
 from absl import flags
 
-from xdistil.config import DistilConfig, task_kind_from_flags
+from xdistil.config import (
+    BATCH_SIZE_SCOPES,
+    STRATEGIES,
+    DistilConfig,
+    task_kind_from_flags,
+)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(DistilConfig)
              if f.default is not dataclasses.MISSING}
@@ -32,7 +37,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     define["integer"]("seq_len", d["seq_len"], "Maximum sub-word sequence length.")
     define["enum"]("long_sequence_policy", d["long_sequence_policy"], ["window", "truncate"],
                       "NER sentences longer than --seq_len: split into windows or truncate (counted).")
-    define["integer"]("batch_size", d["batch_size"], "Training batch size.")
+    define["integer"]("batch_size", d["batch_size"], "Training batch size (see --batch_size_scope).")
     define["integer"]("eval_batch_size", d["eval_batch_size"], "Prediction batch size.")
     define["integer"]("distil_chunk_size", d["distil_chunk_size"], "Transfer lines per chunk.")
     define["bool"]("distil_multi_hidden_states", False, "Distil several hidden states (else the last).")
@@ -63,8 +68,24 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     define["integer"]("max_transfer_lines", None, "Use only the first N lines of the transfer file.")
     define["bool"]("teacher_logit_cache", True, "Cache teacher logits on disk (off: recompute per stage).")
     define["integer"]("seed", d["seed"], "Random seed.")
-    define["enum"]("strategy", d["strategy"], ["default", "mirrored"], "tf.distribute strategy.")
+    define_distribution_flags(flag_values)
     flags.mark_flags_as_required(["task", "model_dir", "pt_teacher_checkpoint"], flag_values=flag_values)
+
+
+def define_distribution_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The tf.distribute flags, shared by run_xtreme_distil.py and run_finetune.py."""
+    d = _DEFAULTS
+    flags.DEFINE_enum("strategy", d["strategy"], list(STRATEGIES),
+                      "tf.distribute strategy: default (one device), mirrored (this machine's GPUs, or "
+                      "--num_virtual_cpus), multi_worker (cluster from TF_CONFIG), tpu (--tpu).",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("num_virtual_cpus", None, "Split the CPU into N logical devices (to try mirrored).",
+                         flag_values=flag_values)
+    flags.DEFINE_string("tpu", None, "--strategy tpu: TPU name, grpc:// address, or 'local'.",
+                        flag_values=flag_values)
+    flags.DEFINE_enum("batch_size_scope", d["batch_size_scope"], list(BATCH_SIZE_SCOPES),
+                      "--batch_size is the global batch, or per replica (global = it x replicas).",
+                      flag_values=flag_values)
 
 
 def config_from_flags(values) -> DistilConfig:

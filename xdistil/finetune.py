@@ -9,7 +9,7 @@ from pathlib import Path
 import tf_keras
 
 from xdistil.config import CONFIG_FILE, DistilConfig, load_run_config
-from xdistil.distill.pipeline import make_strategy
+from xdistil.distill.distribution import Distribution
 from xdistil.distill.sources import LabeledSource
 from xdistil.distill.stage_losses import cross_entropy_loss
 from xdistil.distill.trainer import Stage, StageTrainer
@@ -38,6 +38,9 @@ class FinetuneOptions:
     opt_policy: str = "float32"
     seed: int = 42
     strategy: str = "default"
+    num_virtual_cpus: int | None = None
+    tpu: str | None = None
+    batch_size_scope: str = "global"
 
 
 def run_finetune(model_dir: str, output_dir: str, options: FinetuneOptions) -> dict:
@@ -49,6 +52,7 @@ def run_finetune(model_dir: str, output_dir: str, options: FinetuneOptions) -> d
     if Path(output_dir).resolve() == Path(model_dir).resolve():
         raise ValueError("--output_dir must differ from --model_dir (the input model is kept as it was)")
     started = time.time()
+    distribution = Distribution.create(options.strategy, options.num_virtual_cpus, options.tpu)  # before any TF op
     run = load_run_config(model_dir)
     bundle = StudentBundle.load(model_dir)
     tf_keras.utils.set_random_seed(options.seed)
@@ -57,18 +61,18 @@ def run_finetune(model_dir: str, output_dir: str, options: FinetuneOptions) -> d
                                      dev_file=options.dev_file, test_file=options.test_file)
     data = encode_task_data(labels, splits, bundle.tokenizer, bundle.kind, bundle.seq_len,
                             bundle.long_sequence_policy)
-    strategy = make_strategy(options.strategy)
-    with strategy.scope():
+    with distribution.strategy.scope():
         model = bundle.load_tf_model()
     frozen = [word_embedding_variable(model)] if run.get("freeze_word_embedding") else []
     groups = unfreezing_groups(model, frozen)
     config = DistilConfig.from_dict({**run, "model_dir": output_dir, "batch_size": options.batch_size,
                                      "opt_policy": options.opt_policy, "seed": options.seed,
-                                     "strategy": options.strategy})
+                                     "strategy": options.strategy, "num_virtual_cpus": options.num_virtual_cpus,
+                                     "tpu": options.tpu, "batch_size_scope": options.batch_size_scope})
     evaluator = Evaluator(model, bundle.kind, labels, options.eval_batch_size)
     metric = PRIMARY_METRIC[bundle.kind]
     out = Path(output_dir)
-    trainer = StageTrainer(config, strategy, out / "checkpoints", out / "logs")
+    trainer = StageTrainer(config, distribution, out / "checkpoints", out / "logs")
     before = evaluator(data.dev)
     summary = trainer.run(Stage(
         name="finetune", model=model, groups=groups, gradual=options.gradual_unfreezing,
@@ -80,6 +84,8 @@ def run_finetune(model_dir: str, output_dir: str, options: FinetuneOptions) -> d
     if data.test is not None:
         metrics["student"]["test"] = evaluator(data.test)
     metrics["wall_seconds"] = round(time.time() - started, 1)
+    if not distribution.is_chief:
+        return metrics
     atomic_save_dir(out / "model", lambda tmp: (model.save_pretrained(str(tmp)),
                                                 bundle.tokenizer.save_pretrained(str(tmp))))
     task = options.task or run.get("task")

@@ -8,6 +8,7 @@ from transformers import BertConfig, TFBertForSequenceClassification
 
 from xdistil.config import DistilConfig
 from xdistil.data.encoding import Features
+from xdistil.distill.distribution import Distribution
 from xdistil.distill.optimization import WarmupLinearDecay
 from xdistil.distill.sources import LabeledSource
 from xdistil.distill.stage_losses import cross_entropy_loss
@@ -41,7 +42,7 @@ def _run(tmp_path, unfreeze_fraction, evaluate=None, epochs=1, model=None):
     stage = Stage(name="s", model=model, groups=groups, gradual=True, compute_loss=cross_entropy_loss(model),
                   source=LabeledSource(_features()), epochs=epochs, learning_rate=1e-2,
                   evaluate=evaluate, metric="score" if evaluate else None)
-    summary = StageTrainer(config, tf.distribute.get_strategy(), tmp_path / "ckpt", tmp_path / "logs").run(stage)
+    summary = StageTrainer(config, Distribution(tf.distribute.get_strategy()), tmp_path / "ckpt", tmp_path / "logs").run(stage)
     changed = [any(not np.array_equal(b, v.numpy()) for b, v in zip(bg, g)) for bg, g in zip(before, groups)]
     return summary, changed, model
 

@@ -34,6 +34,12 @@ class Features:
     def __len__(self):
         return len(self.input_ids)
 
+    def select(self, rows: np.ndarray) -> Features:
+        """The given rows (example_index still points into the original examples)."""
+        return Features(self.input_ids[rows], self.attention_mask[rows], self.token_type_ids[rows],
+                        self.labels[rows], None if self.word_ids is None else self.word_ids[rows],
+                        self.example_index[rows], self.num_examples)
+
 
 def _check_fast(tokenizer):
     if not tokenizer.is_fast:

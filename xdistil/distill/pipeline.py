@@ -12,6 +12,7 @@ import tf_keras
 from xdistil.config import DistilConfig, save_run_config
 from xdistil.data.encoding import encode
 from xdistil.data.transfer import TransferChunkReader
+from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
@@ -29,17 +30,10 @@ from xdistil.task_data import Evaluator, encode_task_data, read_task_files
 log = logging.getLogger(__name__)
 
 
-def make_strategy(name: str):
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    raise ValueError(f"unknown --strategy {name!r}")
-
-
-def obtain_teacher(config, data, trainer, strategy, model_dir: Path):
+def obtain_teacher(config, data, trainer, distribution, model_dir: Path):
     """The task teacher: model_dir/teacher if present, the checkpoint if it has a head for these labels,
     else the checkpoint fine-tuned on train with dev early stopping (saved to model_dir/teacher)."""
+    strategy = distribution.strategy
     kind, labels = config.task_kind, data.labels
     saved = model_dir / "teacher"
     if (saved / "config.json").exists():
@@ -60,8 +54,9 @@ def obtain_teacher(config, data, trainer, strategy, model_dir: Path):
         epochs=config.teacher_epochs, learning_rate=config.teacher_learning_rate,
         evaluate=lambda: evaluator(data.dev), metric=PRIMARY_METRIC[kind],
         patience=config.early_stopping_patience))
-    tokenizer = load_tokenizer(checkpoint)
-    atomic_save_dir(saved, lambda tmp: (teacher.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
+    if distribution.is_chief:
+        tokenizer = load_tokenizer(checkpoint)
+        atomic_save_dir(saved, lambda tmp: (teacher.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
     return teacher, str(saved)
 
 
@@ -81,21 +76,24 @@ def _teacher_fingerprint(teacher_source: str) -> dict:
 def run_distillation(config: DistilConfig) -> dict:
     """Run every stage (resuming what a killed run left), write the model directory, return metrics."""
     started = time.time()
+    distribution = Distribution.create(config.strategy, config.num_virtual_cpus, config.tpu)  # before any TF op
+    strategy = distribution.strategy
+    chief = distribution.is_chief
     model_dir = config.path
     model_dir.mkdir(parents=True, exist_ok=True)
     tf_keras.utils.set_random_seed(config.seed)
     tf_keras.mixed_precision.set_global_policy(config.opt_policy)
-    strategy = make_strategy(config.strategy)
     kind = config.task_kind
     metric = PRIMARY_METRIC[kind]
 
     labels, splits = read_task_files(config.task, kind, config.max_train_examples)
     tokenizer = load_tokenizer(config.pt_teacher_checkpoint)
     data = encode_task_data(labels, splits, tokenizer, kind, config.seq_len, config.long_sequence_policy)
-    save_run_config(config, data.labels, {"status": "running"})
-    trainer = StageTrainer(config, strategy, model_dir / "checkpoints", model_dir / "logs")
+    if chief:
+        save_run_config(config, data.labels, {"status": "running"})
+    trainer = StageTrainer(config, distribution, model_dir / "checkpoints", model_dir / "logs")
 
-    teacher, teacher_source = obtain_teacher(config, data, trainer, strategy, model_dir)
+    teacher, teacher_source = obtain_teacher(config, data, trainer, distribution, model_dir)
     teacher.trainable = False
     teacher_eval = Evaluator(teacher, kind, data.labels, config.eval_batch_size)
     metrics = {"metric": metric, "teacher": {"source": teacher_source, "dev": teacher_eval(data.dev)}}
@@ -122,10 +120,16 @@ def run_distillation(config: DistilConfig) -> dict:
                  "labels": data.labels, "long_sequence_policy": config.long_sequence_policy,
                  "max_transfer_lines": config.max_transfer_lines}
     reader = TransferChunkReader(transfer_path, kind, config.distil_chunk_size, config.max_transfer_lines)
-    cache = TeacherLogitCache(model_dir / "cache" / "teacher_logits", cache_key) \
-        if config.teacher_logit_cache else None
+    cache = None
+    if config.teacher_logit_cache:
+        cache_dir = model_dir / "cache" / "teacher_logits"
+        if chief:  # checks the key (a stale cache is deleted) before any worker writes to it
+            cache = TeacherLogitCache(cache_dir, cache_key)
+        distribution.barrier()
+        if not chief:
+            cache = TeacherLogitCache(cache_dir, cache_key, owner=False)
     transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.eval_batch_size), cache)
-    transfer.fill_cache()
+    transfer.fill_cache(distribution.worker_index, distribution.num_workers, distribution.barrier)
 
     stage_factories = [
         ("representation", lambda: _representation_stage(config, teacher, student, transfer, strategy, groups)),
@@ -164,17 +168,20 @@ def run_distillation(config: DistilConfig) -> dict:
     metrics["student"]["parameters"] = int(student.count_params())
     metrics["teacher"]["parameters"] = int(teacher.count_params())
     metrics["wall_seconds"] = round(time.time() - started, 1)
-
+    metrics["distribution"] = {"strategy": config.strategy, "replicas": distribution.num_replicas,
+                               "workers": distribution.num_workers, "global_batch_size": trainer.batch_size}
+    log.info("teacher dev %.4f | student dev %.4f%s", metrics["teacher"]["dev"][metric],
+             metrics["student"]["dev"][metric],
+             f" | teacher test {metrics['teacher']['test'][metric]:.4f} student test "
+             f"{metrics['student']['test'][metric]:.4f}" if data.test is not None else "")
+    if not chief:
+        return metrics
     atomic_save_dir(model_dir / "model", lambda tmp: (student.save_pretrained(str(tmp)),
                                                       tokenizer.save_pretrained(str(tmp))))
     if config.compress_word_embedding or config.freeze_word_embedding:
         save_word_embedding(student, model_dir / "word_embedding.npy")
     atomic_write_json(model_dir / "metrics.json", metrics)
     save_run_config(config, data.labels, {"status": "done", "teacher_source": teacher_source})
-    log.info("teacher dev %.4f | student dev %.4f%s", metrics["teacher"]["dev"][metric],
-             metrics["student"]["dev"][metric],
-             f" | teacher test {metrics['teacher']['test'][metric]:.4f} student test "
-             f"{metrics['student']['test'][metric]:.4f}" if data.test is not None else "")
     return metrics
 
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from xdistil.distill.teacher_cache import TeacherLogitCache
+from xdistil.distill.teacher_cache import TeacherLogitCache, worker_rows
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,31 @@ class TransferSource:
             self._rows = [len(self.encode_chunk(examples).input_ids) for _, examples in self.reader.chunks(0)]
         return self._rows
 
-    def fill_cache(self) -> None:
-        """Compute teacher logits for every chunk not cached yet (resumable chunk by chunk)."""
+    def fill_cache(self, worker_index: int = 0, num_workers: int = 1, barrier=lambda: None) -> None:
+        """Compute teacher logits for every chunk not cached yet (resumable chunk by chunk).
+
+        With several workers, each predicts its share of every chunk (`worker_rows`), then worker 0
+        merges the shares; `barrier` waits for all workers.
+        """
         if self.cache is None:
             return
+        block = self.teacher.batch_size
         for index, examples in self.reader.chunks(0):
-            if index in self.cache:
+            if index in self.cache or self.cache.has_part(index, worker_index, num_workers):
                 continue
             features = self.encode_chunk(examples)
-            logits = self.teacher.logits(features)
-            self.cache.put(index, logits)
-            log.info("teacher logits cached for transfer chunk %d (%d rows)", index, len(logits))
+            if num_workers == 1:
+                self.cache.put(index, self.teacher.logits(features))
+            else:
+                rows = worker_rows(len(features), block, worker_index, num_workers)
+                logits = self.teacher.logits(features.select(rows)) if len(rows) else np.zeros(0, np.float32)
+                self.cache.put_part(index, worker_index, num_workers, logits)
+            log.info("teacher logits cached for transfer chunk %d (%d rows)", index, len(features))
+        if num_workers > 1:
+            barrier()
+            if worker_index == 0:
+                self.cache.merge_parts(num_workers, block)
+            barrier()
 
 
 def steps_per_epoch(rows_per_chunk: list[int], batch_size: int) -> int:

@@ -1,4 +1,10 @@
-"""The loss of each stage, built from the masked losses, reading model outputs by name."""
+"""The loss of each stage, built from the masked losses, reading model outputs by name.
+
+A training batch may carry global counts (`real_tokens`, `logit_positions`, `labeled_positions`,
+see trainer.training_batch): each loss is then its sum over this batch divided by that count, so
+that the replicas' losses add up to the loss of the whole global batch. Without them, each loss is
+the mean over this batch.
+"""
 from __future__ import annotations
 
 import tensorflow as tf
@@ -9,8 +15,9 @@ from xdistil.models.loading import model_inputs
 
 
 def label_positions(batch: dict, kind: str):
-    """Positions a token-level loss may see: NER first sub-tokens of words; None for text tasks."""
-    return tf.cast(batch["word_ids"] >= 0, tf.float32) if kind == "ner" else None
+    """Positions a logit loss may see: NER first sub-tokens of words; text tasks the real rows
+    (`example_mask`, None meaning all)."""
+    return tf.cast(batch["word_ids"] >= 0, tf.float32) if kind == "ner" else batch.get("example_mask")
 
 
 def representation_loss(teacher, student, projections, mapping, distil_attention: bool, attention_loss: str):
@@ -19,19 +26,20 @@ def representation_loss(teacher, student, projections, mapping, distil_attention
 
     def compute(batch, training):
         mask = batch["attention_mask"]
+        tokens = batch.get("real_tokens")
         t_out = teacher(model_inputs(teacher, batch), output_hidden_states=True,
                         output_attentions=distil_attention, training=False)
         s_out = student(model_inputs(student, batch), output_hidden_states=True,
                         output_attentions=distil_attention, training=training)
         hidden = tf.add_n([
             hidden_state_mse(projection(tf.cast(s_out.hidden_states[s], tf.float32)),
-                             tf.stop_gradient(t_out.hidden_states[t]), mask)
+                             tf.stop_gradient(t_out.hidden_states[t]), mask, tokens)
             for projection, (s, t) in zip(projections, mapping)]) / len(mapping)
         losses = {"hidden_mse": hidden}
         total = hidden
         if distil_attention:
             attention = tf.add_n([
-                attention_fn(s_out.attentions[s - 1], tf.stop_gradient(t_out.attentions[t - 1]), mask)
+                attention_fn(s_out.attentions[s - 1], tf.stop_gradient(t_out.attentions[t - 1]), mask, tokens)
                 for s, t in mapping]) / len(mapping)
             losses[f"attention_{attention_loss}"] = attention
             total = total + attention
@@ -47,10 +55,11 @@ def logit_distillation_loss(student, kind: str, loss: str, temperature: float):
     def compute(batch, training):
         logits = student(model_inputs(student, batch), training=training).logits
         mask = label_positions(batch, kind)
+        positions = batch.get("logit_positions")
         if loss == "kl":
-            value = logit_kl(logits, batch["teacher_logits"], temperature, mask)
+            value = logit_kl(logits, batch["teacher_logits"], temperature, mask, positions)
         else:
-            value = logit_mse(logits, batch["teacher_logits"], mask)
+            value = logit_mse(logits, batch["teacher_logits"], mask, positions)
         return {"loss": value, f"logit_{loss}": value}
 
     return compute
@@ -61,7 +70,7 @@ def cross_entropy_loss(model):
 
     def compute(batch, training):
         logits = model(model_inputs(model, batch), training=training).logits
-        value = masked_cross_entropy(logits, batch["labels"])
+        value = masked_cross_entropy(logits, batch["labels"], normalizer=batch.get("labeled_positions"))
         return {"loss": value, "cross_entropy": value}
 
     return compute

@@ -20,15 +20,19 @@ class TeacherLogitCache:
     a cache made under another key is deleted rather than trusted.
     """
 
-    def __init__(self, directory: str | Path, key: dict):
+    def __init__(self, directory: str | Path, key: dict, owner: bool = True):
         self.directory = Path(directory)
         self.key = key
+        if owner:  # other workers open the cache the chief has checked
+            self._check_key()
+
+    def _check_key(self):
         meta = self.directory / "meta.json"
-        if meta.exists() and json.loads(meta.read_text()) != key:
+        if meta.exists() and json.loads(meta.read_text()) != self.key:
             log.warning("teacher-logit cache %s was made for other settings; rebuilding it", self.directory)
             shutil.rmtree(self.directory)
         if not meta.exists():
-            atomic_write_json(meta, key)
+            atomic_write_json(meta, self.key)
 
     def _path(self, chunk_index: int) -> Path:
         return self.directory / f"chunk_{chunk_index:06d}.npy"
@@ -49,3 +53,46 @@ class TeacherLogitCache:
         for path in sorted(self.directory.glob("chunk_*.npy")):
             rows[int(path.stem.split("_")[1])] = np.load(path, mmap_mode="r").shape[0]
         return rows
+
+    # Parallel fill: worker k of n computes the rows `worker_rows` gives it and writes them as a part;
+    # the chief then merges the parts of each chunk into the chunk file.
+
+    def _part_path(self, chunk_index: int, worker_index: int, num_workers: int) -> Path:
+        return self.directory / f"part_{chunk_index:06d}_{worker_index}of{num_workers}.npy"
+
+    def has_part(self, chunk_index: int, worker_index: int, num_workers: int) -> bool:
+        return self._part_path(chunk_index, worker_index, num_workers).exists()
+
+    def put_part(self, chunk_index: int, worker_index: int, num_workers: int, logits: np.ndarray) -> None:
+        atomic_save_npy(self._part_path(chunk_index, worker_index, num_workers), logits.astype(np.float16))
+
+    def merge_parts(self, num_workers: int, block_size: int) -> None:
+        """Assemble every chunk whose parts are all present, then delete those parts."""
+        chunks = sorted({int(p.name.split("_")[1]) for p in self.directory.glob(f"part_*of{num_workers}.npy")})
+        for chunk_index in chunks:
+            if chunk_index in self:
+                continue
+            paths = [self._part_path(chunk_index, k, num_workers) for k in range(num_workers)]
+            missing = [p.name for p in paths if not p.exists()]
+            if missing:
+                raise RuntimeError(f"teacher-logit cache chunk {chunk_index}: parts {missing} are missing")
+            parts = [np.load(p) for p in paths]  # worker 0 always has rows; a later one may have none
+            num_rows = sum(len(part) for part in parts)
+            merged = np.zeros((num_rows,) + parts[0].shape[1:], np.float16)
+            for k, part in enumerate(parts):
+                if len(part):
+                    merged[worker_rows(num_rows, block_size, k, num_workers)] = part
+            self.put(chunk_index, merged)
+            for path in paths:
+                path.unlink()
+
+
+def worker_rows(num_rows: int, block_size: int, worker_index: int, num_workers: int) -> np.ndarray:
+    """The rows worker k of n predicts: blocks k, k+n, ... of `block_size` rows.
+
+    Whole prediction batches go to one worker, so every batch is the one a single worker would run
+    (same rows, same padding) and the merged cache equals a single-worker one.
+    """
+    blocks = range(worker_index, -(-num_rows // block_size), num_workers)
+    return np.concatenate([np.arange(b * block_size, min(num_rows, (b + 1) * block_size)) for b in blocks]
+                          or [np.zeros(0, np.int64)])
