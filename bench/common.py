@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 from xdistil.io_utils import atomic_write_json
@@ -83,3 +84,15 @@ def read_json(path) -> dict:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def base_config(base_model_dir: str, model_dir: Path, **overrides):
+    """The settings of a finished run, with its fine-tuned teacher, for a fresh run in `model_dir`."""
+    from xdistil.config import DistilConfig, load_run_config
+
+    run = load_run_config(base_model_dir)
+    teacher = run.get("teacher_source") or run["pt_teacher_checkpoint"]
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a fresh run, never a resumed one
+    settings = {"model_dir": str(model_dir), "pt_teacher_checkpoint": teacher, **overrides}
+    return dataclasses.replace(DistilConfig.from_dict(run), **settings)

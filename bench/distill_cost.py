@@ -25,7 +25,7 @@ import time
 
 from absl import app, flags, logging
 
-from bench.common import RESULTS_DIR, load_average, read_json, write_result
+from bench.common import RESULTS_DIR, base_config, load_average, read_json, write_result
 
 FLAGS = flags.FLAGS
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -143,17 +143,6 @@ def run_measured(config, work_dir: Path, tag: str) -> dict:
     result.update(process_seconds=round(time.perf_counter() - start, 1), maxrss_mb=round(usage.ru_maxrss / 1024, 1),
                   cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1))
     return result
-
-
-def base_config(base_model_dir: str, model_dir: Path, **overrides):
-    from xdistil.config import DistilConfig, load_run_config
-
-    run = load_run_config(base_model_dir)
-    teacher = run.get("teacher_source") or run["pt_teacher_checkpoint"]
-    if model_dir.exists():
-        shutil.rmtree(model_dir)  # a fresh run, never a resumed one
-    settings = {"model_dir": str(model_dir), "pt_teacher_checkpoint": teacher, **overrides}
-    return dataclasses.replace(DistilConfig.from_dict(run), **settings)
 
 
 def measure_timing(base_model_dir: str, work_dir: Path) -> dict:
