@@ -106,10 +106,13 @@ def test_merged_parts_equal_a_single_worker_cache(tmp_path):
     assert not list((tmp_path / "shared").glob("part_*")) and shared.chunk_rows() == {0: 21}
 
 
-def test_batch_sizes_are_global_or_per_replica():
+def test_batch_sizes_are_global_or_per_replica(monkeypatch):
     distribution = Distribution(tf.distribute.get_strategy())
     assert distribution.is_chief and distribution.num_replicas == 1 and distribution.num_workers == 1
     assert distribution.global_batch_size(32, "global") == distribution.global_batch_size(32, "per_replica") == 32
+    monkeypatch.setattr(Distribution, "num_replicas", property(lambda self: 4))
+    assert distribution.global_batch_size(32, "global") == 32
+    assert distribution.global_batch_size(32, "per_replica") == 128
     with pytest.raises(ValueError, match="batch_size_scope"):
         distribution.global_batch_size(32, "local")
 
