@@ -29,4 +29,10 @@ def test_gate_that_nothing_passes_ships_no_int8_model(distilled_pairwise_dir):
     assert not (distilled_pairwise_dir / "onnx" / "model.int8.onnx").exists()
     assert gate["attempts"][0]["excluded_nodes"] == 0
     assert gate["attempts"][-1]["excluded_nodes"] > gate["attempts"][0]["excluded_nodes"]
+    import onnx
+
+    from xdistil.export.student_export import QUANTIZABLE_OPS
+    graph = onnx.load(str(distilled_pairwise_dir / "onnx" / "model.onnx")).graph
+    quantizable = sum(node.op_type in QUANTIZABLE_OPS for node in graph.node)
+    assert all(attempt["excluded_nodes"] < quantizable for attempt in gate["attempts"])  # never all fp32
     assert "onnx_int8" not in report["dev_scores"]

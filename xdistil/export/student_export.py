@@ -122,8 +122,9 @@ def _quantize_with_gate(bundle, options, fp32, int8, dev, tf_logits, scores, met
     calibration = _calibration_feeds(bundle, options) if options.quantization == "static" else None
     nodes = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in QUANTIZABLE_OPS]
     attempts = []
-    # Exclusion candidates: nothing, then growing tails of the graph (head first, then the top layers).
-    tails = sorted({0} | {min(len(nodes), k) for k in (1, 2, 4, 8, 16, 32)} | {len(nodes)})
+    # Exclusion candidates: nothing, then growing tails of the graph (head first, then the top layers),
+    # never all of it: a model with every node kept in fp32 is not an int8 model.
+    tails = [0] + [k for k in (1, 2, 4, 8, 16, 32) if k < len(nodes)]
     for tail in tails:
         exclude = nodes[len(nodes) - tail:] if tail else []
         sizes = _quantize(options, fp32, int8, exclude, calibration)
