@@ -13,7 +13,8 @@ import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
 
 from absl import app, flags, logging
 
-from bench.common import PADDED_TEACHER, RESULTS_DIR, TEACHER, model_order, read_json
+from bench.common import (PADDED_TEACHER, RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER,
+                          model_order, read_json)
 
 FLAGS = flags.FLAGS
 ACCURACY_SUFFIX = "_accuracy"
@@ -98,6 +99,10 @@ def markdown_table(rows: list[dict], results: dict) -> str:
     return "\n".join(lines + footer + ([""] + notes if notes else [])) + "\n"
 
 
+PLOT_LABELS = {PADDED_TEACHER: "teacher padded", TEACHER: "teacher", STUDENT_TF: "TF", STUDENT_ONNX_FP32: "fp32",
+               STUDENT_ONNX_INT8 + BATCH1_SUFFIX: "int8"}
+
+
 def scatter_plot(rows: list[dict], path) -> Path | None:
     """Test (else dev) score against p50 latency (log axis), one point per timed and scored model."""
     import matplotlib
@@ -105,7 +110,9 @@ def scatter_plot(rows: list[dict], path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [r for r in rows if r["p50"] and (r["test"] if r["test"] is not None else r["dev"]) is not None]
+    # int8 is plotted as served (scored one request at a time): its batched-scoring row would repeat it.
+    points = [r for r in rows if r["p50"] and (r["test"] if r["test"] is not None else r["dev"]) is not None
+              and r["model"] != STUDENT_ONNX_INT8]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -113,9 +120,12 @@ def scatter_plot(rows: list[dict], path) -> Path | None:
     for name, marker in markers.items():
         mine = [r for r in points if r["name"] == name]
         scores = [100 * (r["test"] if r["test"] is not None else r["dev"]) for r in mine]
-        ax.scatter([r["p50"] for r in mine], scores, marker=marker, s=50, label=f"{name} ({mine[0]['metric']})")
+        latencies = [r["p50"] for r in mine]
+        line = ax.plot(latencies, scores, marker=marker, markersize=7, linewidth=0.8, alpha=0.8,
+                       label=f"{name} ({mine[0]['metric']})")[0]
         for r, score in zip(mine, scores):
-            ax.annotate(r["model"], (r["p50"], score), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            ax.annotate(PLOT_LABELS.get(r["model"], r["model"]), (r["p50"], score), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=6.5, color=line.get_color())
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
