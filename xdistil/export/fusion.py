@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from xdistil.export.cls_pruning import prune_last_layer_to_cls
 from xdistil.io_utils import atomic_write_via
 
 GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
@@ -442,8 +443,12 @@ def _quiet_logger(name):
 
 
 def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, model_kind: str = "bert",
-                     parity_tolerance: float = 1e-4) -> dict:
+                     parity_tolerance: float = 1e-4, cls_only_last_layer: bool = False) -> dict:
     """Canonicalize the tf2onnx graph, run onnxruntime's transformer fusions, save to `out_path`.
+
+    With `cls_only_last_layer` (sequence classifiers, which read position 0 only), the last layer
+    is then computed at that position alone (see `cls_pruning`); "cls_only_last_layer" in the
+    result says whether the graph allowed it.
 
     The fused model is checked against the unfused one on random inputs and is not written
     if their logits differ by more than `parity_tolerance`. Returns the fused operator counts
@@ -461,8 +466,10 @@ def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, mode
     with _quiet_logger("onnxruntime.transformers.optimizer"):
         optimizer = optimize_model(model, model_type=model_kind, num_heads=num_heads, hidden_size=hidden_size,
                                    optimization_options=options, opt_level=0, use_gpu=False)
+    pruned = cls_only_last_layer and prune_last_layer_to_cls(optimizer)
     counts = fused_operator_counts(optimizer.model)
     counts["rewrites"] = rewrites
+    counts["cls_only_last_layer"] = pruned
 
     def save_checked(tmp):
         optimizer.save_model_to_file(tmp)  # also adds the com.microsoft opset import

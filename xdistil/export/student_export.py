@@ -47,7 +47,8 @@ def export_student(model_dir: str, options: ExportOptions = ExportOptions()) -> 
     onnx_dir = Path(model_dir) / "onnx"
     raw, fp32, int8 = onnx_dir / "model.tf2onnx.onnx", onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx"
     export = export_to_onnx(bundle.model_path, raw, bundle.kind, options.opset, options.int64_inputs)
-    fusion = optimize_for_cpu(raw, fp32, export["num_heads"], export["hidden_size"])
+    fusion = optimize_for_cpu(raw, fp32, export["num_heads"], export["hidden_size"],
+                              cls_only_last_layer=bundle.kind != "ner")
     report = {"export": export, "fusion": fusion, "sizes": {"tf2onnx_fp32": raw.stat().st_size,
                                                            "fused_fp32": fp32.stat().st_size}}
     if export["model_type"] in BERT_FAMILY:
