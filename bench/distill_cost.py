@@ -165,8 +165,11 @@ def measure_timing(base_model_dir: str, work_dir: Path) -> dict:
 
 
 def repeated_transfer_file(source: str, lines: int, path: Path) -> Path:
-    """`lines` lines made by cycling through the non-blank lines of `source`."""
-    real = [line for line in Path(source).read_text(encoding="utf-8").splitlines() if line.strip()]
+    """`lines` lines made by cycling through the non-blank lines of the transfer file(s) `source`."""
+    from xdistil.data.transfer import transfer_paths
+
+    real = [line for file in transfer_paths(source)
+            for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
     with open(path, "w", encoding="utf-8") as f:
         f.writelines("\n".join(real[:min(len(real), lines - start)]) + "\n" for start in range(0, lines, len(real)))
     return path

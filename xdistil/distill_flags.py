@@ -26,7 +26,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     define["string"]("model_dir", None, "Output model directory (resumes a run found there).")
     define["bool"]("do_NER", False, "Token tagging (BIO/BIOES).")
     define["bool"]("do_pairwise", False, "Sentence-pair classification (text_a, text_b, label).")
-    define["string"]("transfer_file", None, "Unlabeled transfer file (default: the texts of train.tsv).")
+    define["string"]("transfer_file", None, "Unlabeled transfer file, or several separated by commas, read in order as "
+                     "one stream (default: the texts of train.tsv; labeled files work, labels are ignored).")
     define["string"]("pt_teacher_checkpoint", None, "Teacher: hub name or local HF directory.")
     define["string"]("pt_student_checkpoint", None, "Student: pretrained hub name or local directory.")
     define["integer"]("hidden_size", None, "Student from scratch: hidden size.")

@@ -6,7 +6,7 @@ import pytest
 
 from xdistil.data.errors import InputFormatError
 from xdistil.data.readers import NerExample, TextExample
-from xdistil.data.transfer import TransferChunkReader
+from xdistil.data.transfer import TransferChunkReader, transfer_paths
 
 
 def texts(chunk):
@@ -115,3 +115,39 @@ def test_max_lines_reads_only_the_first_examples(tmp_path):
     assert [i for i, _ in chunks] == [0, 1, 2]
     assert [e.text_a for _, examples in chunks for e in examples] == [f"line {i}" for i in range(7)]
     assert [i for i, _ in reader.chunks(start_chunk=2)] == [2]
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    """a.txt holds a0..a4 (one blank line), b.tsv holds b0..b3 with a label column."""
+    first, second = tmp_path / "a.txt", tmp_path / "b.tsv"
+    first.write_text("a0\na1\n\na2\na3\na4\n")
+    second.write_text("b0\tfresh\nb1\trotten\nb2\tfresh\nb3\tfresh\n")
+    return first, second
+
+
+def test_several_files_are_one_stream(two_files):
+    first, second = two_files
+    reader = TransferChunkReader(f"{first},{second}", "classification", chunk_size=4)
+    chunks = [(index, texts(examples)) for index, examples in reader.chunks()]
+    assert chunks == [(0, ["a0", "a1", "a2", "a3"]), (1, ["a4", "b0", "b1", "b2"]), (2, ["b3"])]
+    assert reader.skipped_blank_lines == 1
+    as_list = TransferChunkReader([first, second], "classification", chunk_size=4)
+    assert [(index, texts(examples)) for index, examples in as_list.chunks(start_chunk=1)] == chunks[1:]
+    assert transfer_paths(f" {first} , {second} ") == [str(first), str(second)]
+
+
+def test_errors_name_the_file_they_are_in(two_files, tmp_path):
+    first, _ = two_files
+    broken = tmp_path / "pairs.tsv"
+    broken.write_text("x\ty\nonly one column\n")
+    pairs = tmp_path / "good_pairs.tsv"
+    pairs.write_text("p\tq\n")
+    with pytest.raises(InputFormatError) as caught:
+        list(TransferChunkReader([pairs, broken], "pairwise", chunk_size=10).chunks())
+    assert str(caught.value).startswith(f"{broken}:2: expected at least 2")
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        TransferChunkReader(f"{first},{missing}", "classification", chunk_size=2)
+    with pytest.raises(ValueError, match="no transfer file"):
+        transfer_paths(" , ")

@@ -1,23 +1,45 @@
-"""Streaming, chunked reader for the unlabeled transfer file (it may be larger than memory)."""
+"""Streaming, chunked reader for the unlabeled transfer files (they may be larger than memory)."""
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 from xdistil.data.readers import check_kind, is_blank, iter_lines, parse_unlabeled_line
 
 
-class TransferChunkReader:
-    """Reads a transfer file as consecutive chunks of up to `chunk_size` examples.
+def transfer_paths(spec) -> list[str]:
+    """The transfer files of `spec`: one path (str or Path), a comma-separated list of paths, or a list.
 
+    Every file must exist (checked here, before any training starts).
+    """
+    if isinstance(spec, os.PathLike):
+        spec = [spec]
+    paths = [str(p).strip() for p in (spec.split(",") if isinstance(spec, str) else spec)]
+    paths = [p for p in paths if p]
+    if not paths:
+        raise ValueError(f"no transfer file in {spec!r}")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"transfer file not found: {path}")
+    return paths
+
+
+class TransferChunkReader:
+    """Reads one or more transfer files, in order, as consecutive chunks of up to `chunk_size` examples.
+
+    The files form one stream: a chunk may hold the end of one file and the start of the next.
     Chunks are numbered over the non-blank lines, so chunk `i` holds the same examples
     whatever chunk a pass starts from; a run that resumes at chunk `i` gets exactly what
     it would have got without stopping. Blank lines are skipped. With `max_lines`, only the
-    first `max_lines` examples are read.
+    first `max_lines` examples are read. `paths` is as for `transfer_paths`; errors name the
+    file and line.
     """
 
-    def __init__(self, path, kind, chunk_size, max_lines: int | None = None):
+    def __init__(self, paths, kind, chunk_size, max_lines: int | None = None):
         check_kind(kind)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.path = path
+        self.paths = transfer_paths(paths)
         self.kind = kind
         self.chunk_size = chunk_size
         self.max_lines = max_lines
@@ -35,7 +57,7 @@ class TransferChunkReader:
         first_kept = start_chunk * self.chunk_size
         non_blank_seen = 0
         examples = []
-        for line_no, line in iter_lines(self.path):
+        for path, line_no, line in self._lines():
             if is_blank(line):
                 self.skipped_blank_lines += 1
                 continue
@@ -44,9 +66,14 @@ class TransferChunkReader:
             non_blank_seen += 1
             if non_blank_seen <= first_kept:
                 continue
-            examples.append(parse_unlabeled_line(line, self.kind, self.path, line_no))
+            examples.append(parse_unlabeled_line(line, self.kind, path, line_no))
             if len(examples) == self.chunk_size:
                 yield (non_blank_seen - 1) // self.chunk_size, examples
                 examples = []
         if examples:
             yield (non_blank_seen - 1) // self.chunk_size, examples
+
+    def _lines(self) -> Iterator[tuple[str, int, str]]:
+        for path in self.paths:
+            for line_no, line in iter_lines(path):
+                yield path, line_no, line

@@ -11,7 +11,7 @@ import tf_keras
 
 from xdistil.config import DistilConfig, save_run_config
 from xdistil.data.encoding import encode
-from xdistil.data.transfer import TransferChunkReader
+from xdistil.data.transfer import TransferChunkReader, transfer_paths
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
@@ -87,6 +87,7 @@ def run_distillation(config: DistilConfig) -> dict:
     metric = PRIMARY_METRIC[kind]
 
     labels, splits = read_task_files(config.task, kind, config.max_train_examples)
+    transfer_files = transfer_paths(config.transfer_file or str(Path(config.task) / "train.tsv"))
     tokenizer = load_tokenizer(config.pt_teacher_checkpoint)
     data = encode_task_data(labels, splits, tokenizer, kind, config.seq_len, config.long_sequence_policy)
     if chief:
@@ -108,18 +109,18 @@ def run_distillation(config: DistilConfig) -> dict:
              student.config.hidden_size, student.config.num_attention_heads, student.count_params() / 1e6)
 
     label2id = {label: i for i, label in enumerate(data.labels)}
-    transfer_path = config.transfer_file or str(Path(config.task) / "train.tsv")
     if not config.transfer_file:
         log.warning("no --transfer_file: using the texts of train.tsv as transfer data")
 
     def encode_chunk(examples):
         return encode(tokenizer, examples, kind, config.seq_len, label2id, config.long_sequence_policy)[0]
 
-    cache_key = {"teacher": _teacher_fingerprint(teacher_source), "transfer": _file_fingerprint(transfer_path),
+    cache_key = {"teacher": _teacher_fingerprint(teacher_source),
+                 "transfer": [_file_fingerprint(path) for path in transfer_files],
                  "seq_len": config.seq_len, "chunk_size": config.distil_chunk_size, "kind": kind,
                  "labels": data.labels, "long_sequence_policy": config.long_sequence_policy,
                  "max_transfer_lines": config.max_transfer_lines}
-    reader = TransferChunkReader(transfer_path, kind, config.distil_chunk_size, config.max_transfer_lines)
+    reader = TransferChunkReader(transfer_files, kind, config.distil_chunk_size, config.max_transfer_lines)
     cache = None
     if config.teacher_logit_cache:
         cache_dir = model_dir / "cache" / "teacher_logits"
