@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper
 POOLER_SLICE_AXIS = 1
 
 
-def _single_consumer(m, name, input_name_to_nodes, op_type):
+def _single_consumer(name, input_name_to_nodes, op_type):
     consumers = input_name_to_nodes.get(name, [])
     if len(consumers) == 1 and consumers[0].op_type == op_type:
         return consumers[0]
@@ -53,11 +53,13 @@ def _last_layer(m):
     attentions = [node for node in m.nodes() if node.op_type == "Attention"]
     if not attentions:
         return None
-    attention = attentions[-1]
-    out_proj = _single_consumer(m, attention.output[0], input_name_to_nodes, "MatMul")
+    attention = attentions[-1]  # the optimizer leaves the graph topologically sorted
+    if any(a.name != "num_heads" for a in attention.attribute) or any(attention.input[4:]):
+        return None  # a variant (qkv_hidden_sizes, scale, past state, attention bias) not handled here
+    out_proj = _single_consumer(attention.output[0], input_name_to_nodes, "MatMul")
     if out_proj is None:
         return None
-    first_norm = _single_consumer(m, out_proj.output[0], input_name_to_nodes, "SkipLayerNormalization")
+    first_norm = _single_consumer(out_proj.output[0], input_name_to_nodes, "SkipLayerNormalization")
     if first_norm is None or first_norm.input[1] != attention.input[0]:
         return None
     consumers = input_name_to_nodes.get(first_norm.output[0], [])
@@ -65,8 +67,8 @@ def _last_layer(m):
     second_norm = next((node for node in consumers if node.op_type == "SkipLayerNormalization"), None)
     if len(consumers) != 2 or up is None or second_norm is None or second_norm.input[1] != first_norm.output[0]:
         return None
-    gelu = _single_consumer(m, up.output[0], input_name_to_nodes, "BiasGelu")
-    down = gelu and _single_consumer(m, gelu.output[0], input_name_to_nodes, "MatMul")
+    gelu = _single_consumer(up.output[0], input_name_to_nodes, "BiasGelu")
+    down = gelu and _single_consumer(gelu.output[0], input_name_to_nodes, "MatMul")
     if down is None or second_norm.input[0] != down.output[0]:
         return None
     readers = input_name_to_nodes.get(second_norm.output[0], [])
@@ -86,7 +88,8 @@ def prune_last_layer_to_cls(model) -> bool:
     if layer is None:
         return False
     attention, first_norm = layer
-    x, qkv_weight_name, qkv_bias_name, mask = attention.input[:4]
+    x, qkv_weight_name, qkv_bias_name = attention.input[:3]
+    mask = attention.input[3] if len(attention.input) > 3 else ""
     qkv_weight = model.get_constant_value(qkv_weight_name)
     qkv_bias = model.get_constant_value(qkv_bias_name)
     if qkv_weight is None or qkv_bias is None:
@@ -101,12 +104,12 @@ def prune_last_layer_to_cls(model) -> bool:
         return name
 
     def projection(source, part):
-        columns = slice(part * hidden, (part + 1) * hidden)
-        product = f"{prefix}_{'qkv'[part]}_matmul"
-        biased = f"{prefix}_{'qkv'[part]}"
-        return [helper.make_node("MatMul", [source, initializer(f"{'qkv'[part]}_weight", qkv_weight[:, columns])],
+        """Nodes computing `source @ W_part + b_part` into `<prefix>_<part>` (part q, k or v)."""
+        columns = slice("qkv".index(part) * hidden, ("qkv".index(part) + 1) * hidden)
+        product, biased = f"{prefix}_{part}_matmul", f"{prefix}_{part}"
+        return [helper.make_node("MatMul", [source, initializer(f"{part}_weight", qkv_weight[:, columns])],
                                  [product], name=product),
-                helper.make_node("Add", [product, initializer(f"{'qkv'[part]}_bias", qkv_bias[columns])],
+                helper.make_node("Add", [product, initializer(f"{part}_bias", qkv_bias[columns])],
                                  [biased], name=biased)]
 
     first = f"{prefix}_x0"
@@ -114,7 +117,7 @@ def prune_last_layer_to_cls(model) -> bool:
                                         initializer("ends", np.array([1], np.int64)),
                                         initializer("axes", np.array([POOLER_SLICE_AXIS], np.int64))],
                               [first], name=first)]
-    nodes += projection(first, 0) + projection(x, 1) + projection(x, 2)
+    nodes += projection(first, "q") + projection(x, "k") + projection(x, "v")
     nodes.append(helper.make_node("MultiHeadAttention", [f"{prefix}_q", f"{prefix}_k", f"{prefix}_v", "", mask],
                                   [attention.output[0]], name=prefix, domain="com.microsoft",
                                   num_heads=num_heads))
