@@ -15,7 +15,7 @@ flags.DEFINE_bool("do_export", False, "Export, fuse, quantize and check again (d
 flags.DEFINE_integer("opset", 17, "ONNX opset (17 or later).")
 flags.DEFINE_bool("int64_inputs", False, "int64 model inputs instead of int32.")
 flags.DEFINE_enum("quantization", "dynamic", ["dynamic", "static", "none"], "int8 quantization.")
-flags.DEFINE_bool("per_channel", False, "Per-channel int8 weights.")
+flags.DEFINE_bool("per_channel", True, "Per-channel int8 weights (one scale per output column; --noper_channel: one per matrix).")
 flags.DEFINE_bool("reduce_range", False, "7-bit weights (for CPUs without VNNI that saturate).")
 flags.DEFINE_string("calibration_file", None, "Static quantization: calibration text (default: transfer file).")
 flags.DEFINE_integer("calibration_size", 256, "Static quantization: calibration lines.")

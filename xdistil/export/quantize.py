@@ -18,7 +18,7 @@ def _sizes(in_path, out_path) -> dict:
             "out_bytes": out_bytes, "ratio": round(out_bytes / in_bytes, 4)}
 
 
-def quantize_dynamic_int8(in_path, out_path, per_channel: bool = False, reduce_range: bool = False,
+def quantize_dynamic_int8(in_path, out_path, per_channel: bool = True, reduce_range: bool = False,
                           nodes_to_exclude=None) -> dict:
     """Dynamic quantization: int8 (QInt8) weights, activations quantized at run time.
 

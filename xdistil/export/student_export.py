@@ -32,7 +32,7 @@ class ExportOptions:
     opset: int = 17
     int64_inputs: bool = False
     quantization: str = "dynamic"  # "dynamic" | "static" | "none"
-    per_channel: bool = False
+    per_channel: bool = True  # one scale per output column: far closer to fp32 at the same speed
     reduce_range: bool = False
     calibration_file: str | None = None
     calibration_size: int = 256
