@@ -37,6 +37,18 @@ def write_tiny_bert(path, *, hidden_size=32, num_layers=2, num_heads=4, intermed
     return path
 
 
+def add_random_biases(model, seed=1, scale=0.2):
+    """Give every bias and LayerNorm vector of a built Keras model random nonzero offsets, as
+    a trained model has (freshly initialized biases are zero, which hides bias-handling bugs)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        if len(weight.shape) == 1:
+            weight.assign(weight.numpy() + rng.normal(0.0, scale, weight.shape).astype(np.float32))
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory):
     """A tiny random BERT encoder (no task head) in a local directory."""

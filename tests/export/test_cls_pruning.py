@@ -4,7 +4,7 @@ import onnx
 import pytest
 from onnxruntime.transformers.onnx_model import OnnxModel
 
-from conftest import write_tiny_bert
+from conftest import add_random_biases, write_tiny_bert
 from xdistil.export.cls_pruning import prune_last_layer_to_cls
 from xdistil.export.fusion import optimize_for_cpu, require_fusion
 from xdistil.export.onnx_export import export_to_onnx
@@ -19,11 +19,7 @@ def _with_random_biases(model_dir):
     from transformers import TFBertForSequenceClassification
 
     model = TFBertForSequenceClassification.from_pretrained(str(model_dir))
-    rng = np.random.default_rng(2)
-    for weight in model.weights:
-        if len(weight.shape) == 1:
-            weight.assign(weight.numpy() + rng.normal(0.0, 0.3, weight.shape).astype(np.float32))
-    model.save_pretrained(str(model_dir))
+    add_random_biases(model, seed=2, scale=0.3).save_pretrained(str(model_dir))
     return model_dir
 
 

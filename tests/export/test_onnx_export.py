@@ -3,7 +3,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import write_tiny_bert
+from conftest import add_random_biases, write_tiny_bert
 from xdistil.export.fusion import optimize_for_cpu, require_fusion
 from xdistil.export.onnx_export import export_to_onnx, load_tf_model
 from xdistil.export.parity import max_abs_logit_diff, onnx_session, run_onnx
@@ -25,10 +25,7 @@ def _token_classifier_dir(path):
     tf.keras.utils.set_random_seed(1)
     model = TFBertForTokenClassification(config)
     model(model.dummy_inputs)
-    rng = np.random.default_rng(1)
-    for weight in model.weights:
-        if len(weight.shape) == 1:
-            weight.assign(weight.numpy() + rng.normal(0.0, 0.2, weight.shape).astype(np.float32))
+    add_random_biases(model, seed=1)
     model.save_pretrained(str(path))
     return path
 
