@@ -18,7 +18,9 @@ Token classification (NER) reads every position, so it is never rewritten.
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
+
+from xdistil.export.graph_edit import add_initializer, constant, int64_vector
 
 POOLER_SLICE_AXIS = 1
 
@@ -35,8 +37,8 @@ def _reads_position_zero(m, node) -> bool:
     exports the pooler's `hidden[:, 0]`: starts [0, 0], ends [INT32_MAX, 1], axes [0, 1])."""
     if node.op_type != "Slice" or len(node.input) < 4:
         return False
-    starts, ends, axes = (m.get_constant_value(name) for name in node.input[1:4])
-    steps = m.get_constant_value(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    starts, ends, axes = (constant(m, name) for name in node.input[1:4])
+    steps = constant(m, node.input[4]) if len(node.input) > 4 else None
     if starts is None or ends is None or axes is None or (steps is not None and np.any(steps != 1)):
         return False
     ranges = dict(zip(axes.tolist(), zip(starts.tolist(), ends.tolist())))
@@ -90,32 +92,27 @@ def prune_last_layer_to_cls(model) -> bool:
     attention, first_norm = layer
     x, qkv_weight_name, qkv_bias_name = attention.input[:3]
     mask = attention.input[3] if len(attention.input) > 3 else ""
-    qkv_weight = model.get_constant_value(qkv_weight_name)
-    qkv_bias = model.get_constant_value(qkv_bias_name)
+    qkv_weight = constant(model, qkv_weight_name)
+    qkv_bias = constant(model, qkv_bias_name)
     if qkv_weight is None or qkv_bias is None:
         return False
     hidden = qkv_weight.shape[1] // 3
     num_heads = next(helper.get_attribute_value(a) for a in attention.attribute if a.name == "num_heads")
     prefix = attention.name + "_cls"
 
-    def initializer(suffix, array):
-        name = f"{prefix}_{suffix}"
-        model.add_initializer(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
     def projection(source, part):
         """Nodes computing `source @ W_part + b_part` into `<prefix>_<part>` (part q, k or v)."""
         columns = slice("qkv".index(part) * hidden, ("qkv".index(part) + 1) * hidden)
         product, biased = f"{prefix}_{part}_matmul", f"{prefix}_{part}"
-        return [helper.make_node("MatMul", [source, initializer(f"{part}_weight", qkv_weight[:, columns])],
-                                 [product], name=product),
-                helper.make_node("Add", [product, initializer(f"{part}_bias", qkv_bias[columns])],
-                                 [biased], name=biased)]
+        weight = add_initializer(model, f"{prefix}_{part}_weight", np.ascontiguousarray(qkv_weight[:, columns]))
+        bias = add_initializer(model, f"{prefix}_{part}_bias", qkv_bias[columns])
+        return [helper.make_node("MatMul", [source, weight], [product], name=product),
+                helper.make_node("Add", [product, bias], [biased], name=biased)]
 
     first = f"{prefix}_x0"
-    nodes = [helper.make_node("Slice", [x, initializer("starts", np.array([0], np.int64)),
-                                        initializer("ends", np.array([1], np.int64)),
-                                        initializer("axes", np.array([POOLER_SLICE_AXIS], np.int64))],
+    nodes = [helper.make_node("Slice", [x, int64_vector(model, f"{prefix}_starts", [0]),
+                                        int64_vector(model, f"{prefix}_ends", [1]),
+                                        int64_vector(model, f"{prefix}_axes", [POOLER_SLICE_AXIS])],
                               [first], name=first)]
     nodes += projection(first, "q") + projection(x, "k") + projection(x, "v")
     nodes.append(helper.make_node("MultiHeadAttention", [f"{prefix}_q", f"{prefix}_k", f"{prefix}_v", "", mask],

@@ -33,9 +33,10 @@ import math
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from xdistil.export.cls_pruning import prune_last_layer_to_cls
+from xdistil.export.graph_edit import add_initializer, constant, int64_vector
 from xdistil.io_utils import atomic_write_via
 
 GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
@@ -49,24 +50,9 @@ def _onnx_model(model: onnx.ModelProto):
     return OnnxModel(model)
 
 
-def _const(m, name):
-    """Value of an initializer or Constant node output, else None."""
-    return m.get_constant_value(name) if name else None
-
-
 def _is_scalar(value, expected=None, tol=1e-6) -> bool:
     return (value is not None and value.size == 1
             and (expected is None or abs(float(value.reshape(-1)[0]) - expected) <= tol))
-
-
-def _add_initializer(m, name_hint, array) -> str:
-    name = m.create_node_name("Constant", name_hint)
-    m.add_initializer(numpy_helper.from_array(np.asarray(array), name))
-    return name
-
-
-def _int64_vector(m, name_hint, values) -> str:
-    return _add_initializer(m, name_hint, np.asarray(values, dtype=np.int64))
 
 
 def _tensor_shapes(model: onnx.ModelProto) -> dict:
@@ -89,7 +75,7 @@ def _global_average_pool_to_reduce_mean(m, shapes) -> int:
         inputs = [node.input[0]]
         attributes = {"keepdims": 1}
         if m.get_opset_version() >= 18:
-            inputs.append(_int64_vector(m, "reduce_last_axis", [-1]))
+            inputs.append(int64_vector(m, "reduce_last_axis", [-1]))
         else:
             attributes["axes"] = [-1]
         m.add_node(helper.make_node("ReduceMean", inputs, list(node.output),
@@ -113,11 +99,11 @@ def _leading_dims_source(m, shape_name, output_name_to_node, num_dims):
     if node is None:
         return None
     if node.op_type == "Gather":
-        indices = _const(m, node.input[1])
+        indices = constant(m, node.input[1])
         if indices is None or list(indices.reshape(-1)) != list(range(num_dims)):
             return None
     elif node.op_type == "Slice":
-        starts, ends = _const(m, node.input[1]), _const(m, node.input[2])
+        starts, ends = constant(m, node.input[1]), constant(m, node.input[2])
         if not (_is_scalar(starts, 0) and _is_scalar(ends, num_dims)) or len(node.input) > 3:
             return None
     else:
@@ -131,7 +117,7 @@ def _restores_leading_dims(m, reshape, x, rank, last_dim, output_name_to_node) -
     concat = _producer(reshape.input[1], output_name_to_node)
     if concat is None or concat.op_type != "Concat" or len(concat.input) != 2:
         return False
-    return (_is_scalar(_const(m, concat.input[1]), last_dim)
+    return (_is_scalar(constant(m, concat.input[1]), last_dim)
             and _leading_dims_source(m, concat.input[0], output_name_to_node, rank - 1) == x)
 
 
@@ -146,13 +132,13 @@ def _fold_tensordot_reshapes(m, shapes) -> int:
     input_name_to_nodes = m.input_name_to_nodes()
     count = 0
     for matmul in m.get_nodes_by_op_type("MatMul"):
-        weight = _const(m, matmul.input[1])
+        weight = constant(m, matmul.input[1])
         flatten = output_name_to_node.get(matmul.input[0])
         if weight is None or weight.ndim != 2 or flatten is None or flatten.op_type != "Reshape":
             continue
         x = flatten.input[0]
         x_shape = shapes.get(x, [])
-        flat_shape = _const(m, flatten.input[1])
+        flat_shape = constant(m, flatten.input[1])
         if flat_shape is None or list(flat_shape) != [-1, weight.shape[0]] or len(x_shape) < 3:
             continue
         consumers = input_name_to_nodes.get(matmul.output[0], [])
@@ -176,7 +162,7 @@ def _has_bias_add(m, matmul, input_name_to_nodes) -> bool:
     consumers = input_name_to_nodes.get(matmul.output[0], [])
     if len(consumers) != 1 or consumers[0].op_type != "Add":
         return False
-    values = [_const(m, name) for name in consumers[0].input]
+    values = [constant(m, name) for name in consumers[0].input]
     return any(value is not None and value.ndim == 1 for value in values)
 
 
@@ -185,10 +171,10 @@ def _add_missing_biases(m) -> int:
     input_name_to_nodes = m.input_name_to_nodes()
     count = 0
     for matmul in m.get_nodes_by_op_type("MatMul"):
-        weight = _const(m, matmul.input[1])
+        weight = constant(m, matmul.input[1])
         if weight is None or weight.ndim != 2 or _has_bias_add(m, matmul, input_name_to_nodes):
             continue
-        zeros = _add_initializer(m, "zero_bias", np.zeros(weight.shape[1], dtype=weight.dtype))
+        zeros = add_initializer(m, "zero_bias", np.zeros(weight.shape[1], dtype=weight.dtype))
         output = matmul.output[0]
         matmul.output[0] = m.create_node_name("MatMul", output + "_no_bias")
         m.add_node(helper.make_node("Add", [matmul.output[0], zeros], [output],
@@ -214,7 +200,7 @@ def _drop_softmax_shifts(m) -> int:
 
     count = 0
     for add in m.get_nodes_by_op_type("Add"):
-        values = [_const(m, name) for name in add.input]
+        values = [constant(m, name) for name in add.input]
         is_const = [value is not None for value in values]
         if len(add.input) != 2 or all(is_const) or not any(_is_scalar(v) for v in values):
             continue
@@ -242,7 +228,7 @@ def _scores_scale_to_div(m) -> int:
         for mul in candidates:
             if mul.op_type != "Mul":
                 continue
-            values = [_const(m, name) for name in mul.input]
+            values = [constant(m, name) for name in mul.input]
             producers = [output_name_to_node.get(name) for name in mul.input]
             for i in (0, 1):
                 scores = producers[1 - i]
@@ -250,7 +236,7 @@ def _scores_scale_to_div(m) -> int:
                         and scores is not None and scores.op_type == "MatMul"):
                     divisor = np.asarray(1.0 / values[i].reshape(-1)[0], dtype=values[i].dtype)
                     mul.op_type = "Div"
-                    mul.input[:] = [scores.output[0], _add_initializer(m, "score_divisor", divisor)]
+                    mul.input[:] = [scores.output[0], add_initializer(m, "score_divisor", divisor)]
                     count += 1
                     break
     return count
@@ -265,14 +251,14 @@ def _mask_reshape_to_unsqueeze(m, shapes) -> int:
             if path is None:
                 continue
             reshape = path[-1]
-            shape = _const(m, reshape.input[1])
+            shape = constant(m, reshape.input[1])
             if shape is None or list(shape) != [0, 1, 1, -1] or len(shapes.get(reshape.input[0], ())) != 2:
                 continue
             middle = m.create_node_name("Unsqueeze", "mask_unsqueeze") + "_out"
             m.add_nodes([
-                helper.make_node("Unsqueeze", [reshape.input[0], _int64_vector(m, "axis", [1])], [middle],
+                helper.make_node("Unsqueeze", [reshape.input[0], int64_vector(m, "axis", [1])], [middle],
                                  name=m.create_node_name("Unsqueeze")),
-                helper.make_node("Unsqueeze", [middle, _int64_vector(m, "axis", [2])], list(reshape.output),
+                helper.make_node("Unsqueeze", [middle, int64_vector(m, "axis", [2])], list(reshape.output),
                                  name=m.create_node_name("Unsqueeze")),
             ])
             m.remove_node(reshape)
@@ -295,14 +281,14 @@ def _fuse_erfc_gelu(m) -> int:
             continue
         neg = [output_name_to_node.get(name) for name in scaled.input]
         neg = [node for node in neg if node is not None and node.op_type == "Neg"]
-        if len(neg) != 1 or not _is_scalar(_const(m, _other_input(scaled, neg[0].output[0])),
+        if len(neg) != 1 or not _is_scalar(constant(m, _other_input(scaled, neg[0].output[0])),
                                            1 / math.sqrt(2)):
             continue
         x = neg[0].input[0]
         subs = input_name_to_nodes.get(erf.output[0], [])
         if len(subs) != 1 or subs[0].op_type != "Sub" or subs[0].input[1] != erf.output[0]:
             continue
-        if not _is_scalar(_const(m, subs[0].input[0]), 1.0):
+        if not _is_scalar(constant(m, subs[0].input[0]), 1.0):
             continue
         outer = input_name_to_nodes.get(subs[0].output[0], [])
         if len(outer) != 1 or outer[0].op_type != "Mul":
@@ -310,7 +296,7 @@ def _fuse_erfc_gelu(m) -> int:
         half = output_name_to_node.get(_other_input(outer[0], subs[0].output[0]))
         if half is None or half.op_type != "Mul" or x not in half.input:
             continue
-        if not _is_scalar(_const(m, _other_input(half, x)), 0.5):
+        if not _is_scalar(constant(m, _other_input(half, x)), 0.5):
             continue
         m.add_node(helper.make_node("Gelu", [x], list(outer[0].output), name=m.create_node_name("Gelu"),
                                     domain="com.microsoft"))
@@ -324,10 +310,10 @@ def _sequence_length_of(m, name, output_name_to_node, input_ids) -> bool:
     node = _producer(name, output_name_to_node, skip=("Squeeze", "Cast"))
     if node is None or node.op_type not in ("Slice", "Gather"):
         return False
-    if node.op_type == "Slice" and not (_is_scalar(_const(m, node.input[1]), 1)
-                                        and _is_scalar(_const(m, node.input[2]), 2)):
+    if node.op_type == "Slice" and not (_is_scalar(constant(m, node.input[1]), 1)
+                                        and _is_scalar(constant(m, node.input[2]), 2)):
         return False
-    if node.op_type == "Gather" and not _is_scalar(_const(m, node.input[1]), 1):
+    if node.op_type == "Gather" and not _is_scalar(constant(m, node.input[1]), 1):
         return False
     shape = _producer(node.input[0], output_name_to_node)
     if shape is None or shape.op_type != "Shape":
@@ -345,25 +331,25 @@ def _position_ids_from_input_ids(m) -> int:
     count = 0
     for gather in m.get_nodes_by_op_type("Gather"):
         path = m.match_parent_path(gather, ["Unsqueeze", "Range"], [1, 0], output_name_to_node)
-        if path is None or _const(m, gather.input[0]) is None:
+        if path is None or constant(m, gather.input[0]) is None:
             continue
         unsqueeze, range_node = path
-        if len(unsqueeze.input) != 2 or not _is_scalar(_const(m, unsqueeze.input[1]), 0):
+        if len(unsqueeze.input) != 2 or not _is_scalar(constant(m, unsqueeze.input[1]), 0):
             continue
-        start, delta = _const(m, range_node.input[0]), _const(m, range_node.input[2])
+        start, delta = constant(m, range_node.input[0]), constant(m, range_node.input[2])
         if not (_is_scalar(start, 0) and _is_scalar(delta, 1)):
             continue
         if not _sequence_length_of(m, range_node.input[1], output_name_to_node, "input_ids"):
             continue
         prefix = m.create_node_name("PositionIds", "position_ids")
-        zero, one = (_add_initializer(m, "position", np.array(v, np.int64)) for v in (0, 1))
+        zero, one = (add_initializer(m, "position", np.array(v, np.int64)) for v in (0, 1))
         nodes = [
             helper.make_node("Shape", ["input_ids"], [prefix + "_shape"], name=prefix + "_Shape"),
             helper.make_node("Gather", [prefix + "_shape", one], [prefix + "_seq_len"],
                              name=prefix + "_Gather", axis=0),
             helper.make_node("Range", [zero, prefix + "_seq_len", one], [prefix + "_range"],
                              name=prefix + "_Range"),
-            helper.make_node("Unsqueeze", [prefix + "_range", _int64_vector(m, "axis", [0])],
+            helper.make_node("Unsqueeze", [prefix + "_range", int64_vector(m, "axis", [0])],
                              [prefix + "_row"], name=prefix + "_Unsqueeze"),
             helper.make_node("Expand", [prefix + "_row", prefix + "_shape"], [prefix + "_ids"],
                              name=prefix + "_Expand"),
