@@ -123,12 +123,9 @@ def run_distillation(config: DistilConfig) -> dict:
     reader = TransferChunkReader(transfer_files, kind, config.distil_chunk_size, config.max_transfer_lines)
     cache = None
     if config.teacher_logit_cache:
-        cache_dir = model_dir / "cache" / "teacher_logits"
-        if chief:  # checks the key (a stale cache is deleted) before any worker writes to it
-            cache = TeacherLogitCache(cache_dir, cache_key)
+        # The chief checks the key (a stale cache is deleted) before any worker writes to it.
+        cache = TeacherLogitCache(model_dir / "cache" / "teacher_logits", cache_key, owner=chief)
         distribution.barrier()
-        if not chief:
-            cache = TeacherLogitCache(cache_dir, cache_key, owner=False)
     transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.eval_batch_size), cache)
     transfer.fill_cache(distribution.worker_index, distribution.num_workers, distribution.barrier)
 
