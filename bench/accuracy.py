@@ -15,7 +15,7 @@ import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
 from absl import app, flags, logging
 
 from bench.common import (RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER, default_teacher_dir,
-                          load_teacher, model_sizes_mb, read_json, teacher_bundle, write_result)
+                          load_teacher, model_sizes_mb, read_json, teacher_view, write_result)
 
 FLAGS = flags.FLAGS
 
@@ -28,36 +28,36 @@ def define_flags():
     flags.mark_flag_as_required("model_dir")
 
 
-def build_predictors(bundle, teacher_dir: str, batch_size: int) -> dict:
-    """{name: (bundle used to encode and decode, batched predictor)}; the teacher uses its own tokenizer."""
-    from xdistil.export.parity import onnx_session
-    from xdistil.inference.onnx_serving import onnx_paths
+def build_predictors(model_dir, export: dict, teacher_dir: str, batch_size: int) -> dict:
+    """{name: (model directory view used to encode and decode, batched predictor)}; the teacher uses its own
+    tokenizer."""
+    from xdistil.inference.onnx_runtime import onnx_session
     from xdistil.inference.predict import ONNXPredictor, TFPredictor
 
-    paths = onnx_paths(bundle.model_dir)
-    predictors = {TEACHER: (teacher_bundle(bundle, teacher_dir), TFPredictor(load_teacher(teacher_dir, bundle),
-                                                                             batch_size)),
-                  STUDENT_TF: (bundle, TFPredictor(bundle.load_tf_model(), batch_size)),
-                  STUDENT_ONNX_FP32: (bundle, ONNXPredictor(onnx_session(paths["fp32"]), batch_size))}
-    if paths["int8"].exists():
-        int8 = onnx_session(paths["int8"])
-        predictors[STUDENT_ONNX_INT8] = (bundle, ONNXPredictor(int8, batch_size))
-        # Dynamic int8 quantizes activations with a range taken over the whole batch, so its scores
-        # depend on the batch: batch 1 is what online serving (and bench/latency.py) runs.
-        predictors[STUDENT_ONNX_INT8 + "_batch1"] = (bundle, ONNXPredictor(int8, 1))
+    predictors = {TEACHER: (teacher_view(model_dir, teacher_dir),
+                            TFPredictor(load_teacher(teacher_dir, model_dir), batch_size)),
+                  STUDENT_TF: (model_dir, TFPredictor(model_dir.load_tf_model(), batch_size)),
+                  STUDENT_ONNX_FP32: (model_dir, ONNXPredictor(onnx_session(model_dir.onnx_path("fp32")), batch_size))}
+    if model_dir.onnx_path("int8").name in export["files"]:
+        int8 = onnx_session(model_dir.onnx_path("int8"))
+        predictors[STUDENT_ONNX_INT8] = (model_dir, ONNXPredictor(int8, batch_size))
+        # Dynamic int8 quantizes activations with a range taken over the whole input, so its scores
+        # depend on the batch and its padding: as served online (and by bench/latency.py), one request
+        # at a time at its own length.
+        predictors[STUDENT_ONNX_INT8 + "_batch1"] = (model_dir, ONNXPredictor(int8, batch_size=1, length_multiple=1))
     return predictors
 
 
-def split_files(bundle) -> dict:
-    task = Path(bundle.task or "")
+def split_files(model_dir) -> dict:
+    task = Path(model_dir.task_dir or "")
     return {split: str(task / f"{split}.tsv") for split in ("dev", "test") if (task / f"{split}.tsv").exists()}
 
 
-def score_all(predictors: dict, files: dict, bundle) -> dict:
+def score_all(predictors: dict, files: dict, model_dir) -> dict:
     """{model: {split: scores}} over the labeled files."""
     scores = {name: {} for name in predictors}
     for split, path in files.items():
-        examples = bundle.read_labeled(path)
+        examples = model_dir.read_labeled(path)
         for name, (model_bundle, predictor) in predictors.items():
             features = model_bundle.encode(examples)
             predictions = model_bundle.predictions(predictor.logits(features), features, examples)
@@ -80,19 +80,19 @@ def metrics_json_check(model_dir: str, scores: dict, metric: str) -> dict:
 
 
 def run_benchmark(model_dir: str, teacher_dir: str | None, batch_size: int, name: str) -> dict:
-    from xdistil.evaluate import PRIMARY_METRIC
-    from xdistil.inference.student import StudentBundle
+    from xdistil.model_dir import ModelDirectory
 
-    bundle = StudentBundle.load(model_dir)
+    student = ModelDirectory.load(model_dir)
+    export = student.checked_export()  # a stale or unchecked export is never measured
     teacher_dir = teacher_dir or default_teacher_dir(model_dir)
-    files = split_files(bundle)
+    files = split_files(student)
     if not files:
-        raise FileNotFoundError(f"no dev.tsv or test.tsv in the task folder {bundle.task!r}")
-    scores = score_all(build_predictors(bundle, teacher_dir, batch_size), files, bundle)
-    metric = PRIMARY_METRIC[bundle.kind]
+        raise FileNotFoundError(f"no dev.tsv or test.tsv in the task folder {student.task_dir!r}")
+    scores = score_all(build_predictors(student, export, teacher_dir, batch_size), files, student)
+    metric = student.task.metric
     report = {"benchmark": "accuracy", "name": name, "model_dir": str(model_dir), "teacher_dir": teacher_dir,
-              "task": bundle.task, "kind": bundle.kind, "metric": metric, "files": files,
-              "seq_len": bundle.seq_len, "sizes_mb": model_sizes_mb(model_dir, teacher_dir), "scores": scores,
+              "task": student.task_dir, "kind": student.task.kind, "metric": metric, "files": files,
+              "seq_len": student.seq_len, "sizes_mb": model_sizes_mb(student, teacher_dir), "scores": scores,
               "difference_from_metrics_json": metrics_json_check(model_dir, scores, metric)}
     write_result(RESULTS_DIR / f"{name}_accuracy.json", report)
     return report

@@ -1,7 +1,6 @@
 """Helpers shared by the benchmark scripts: where results go, the teacher of a model directory, sizes."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -23,34 +22,39 @@ def model_order(name: str) -> tuple:
     return (MODEL_ORDER.index(name), "") if name in MODEL_ORDER else (len(MODEL_ORDER), name)
 
 
+def run_teacher(record: dict) -> str:
+    """The teacher a run config names: the one it fine-tuned (teacher_source), else its checkpoint."""
+    return record.get("teacher_source") or record["teacher"]["pt_teacher_checkpoint"]
+
+
 def default_teacher_dir(model_dir: str) -> str:
     """<model_dir>/teacher when the run fine-tuned one, else the teacher the run config names."""
-    from xdistil.config import load_run_config
+    from xdistil.config import read_run_config
     from xdistil.models.loading import resolve_checkpoint
 
     saved = Path(model_dir) / "teacher"
     if (saved / "config.json").exists():
         return str(saved)
-    source = load_run_config(model_dir).get("teacher_source") or load_run_config(model_dir)["pt_teacher_checkpoint"]
-    return resolve_checkpoint(source)
+    return resolve_checkpoint(run_teacher(read_run_config(model_dir)))
 
 
-def teacher_bundle(bundle, teacher_dir: str, seq_len: int | None = None):
-    """The student's bundle with the teacher's tokenizer (and optionally another seq_len): the teacher
-    then goes through exactly the same parsing, encoding and post-processing as the student."""
+def teacher_view(model_dir, teacher_dir: str, seq_len: int | None = None):
+    """The student's ModelDirectory with the teacher's tokenizer (and optionally another seq_len): the
+    teacher then goes through exactly the same parsing, encoding and post-processing as the student."""
+    from xdistil.model_dir import ModelDirectory
     from xdistil.models.loading import load_tokenizer
 
-    return dataclasses.replace(bundle, model_dir=Path(teacher_dir), tokenizer=load_tokenizer(teacher_dir),
-                               seq_len=seq_len or bundle.seq_len)
+    record = {**model_dir.record, "data": {**model_dir.record["data"], "seq_len": seq_len or model_dir.seq_len}}
+    return ModelDirectory(Path(teacher_dir), record, load_tokenizer(teacher_dir))
 
 
-def load_teacher(teacher_dir: str, bundle):
+def load_teacher(teacher_dir: str, model_dir):
     """The teacher as a TF task model; it must already have a head for the student's labels."""
     from xdistil.models.loading import has_task_head, load_task_model
 
-    if not has_task_head(teacher_dir, bundle.kind, bundle.labels):
-        raise ValueError(f"{teacher_dir} has no {bundle.kind} head for the labels {bundle.labels}")
-    return load_task_model(teacher_dir, bundle.kind, bundle.labels)
+    if not has_task_head(teacher_dir, model_dir.task, model_dir.labels):
+        raise ValueError(f"{teacher_dir} has no {model_dir.task.kind} head for the labels {model_dir.labels}")
+    return load_task_model(teacher_dir, model_dir.task, model_dir.labels)
 
 
 def _weights_size(directory: Path) -> int | None:
@@ -60,16 +64,14 @@ def _weights_size(directory: Path) -> int | None:
     return None
 
 
-def model_sizes_mb(model_dir: str, teacher_dir: str) -> dict:
+def model_sizes_mb(model_dir, teacher_dir: str) -> dict:
     """Weight-file sizes in MB (10^6 bytes) of the teacher, the TF student and the ONNX models."""
-    from xdistil.inference.onnx_serving import onnx_paths
-
     teacher = _weights_size(Path(teacher_dir))
-    student = _weights_size(Path(model_dir) / "model")
-    paths = onnx_paths(model_dir)
+    student = _weights_size(model_dir.model_path)
+    fp32, int8 = model_dir.onnx_path("fp32"), model_dir.onnx_path("int8")
     sizes = {TEACHER: teacher, PADDED_TEACHER: teacher, STUDENT_TF: student,
-             STUDENT_ONNX_FP32: paths["fp32"].stat().st_size if paths["fp32"].exists() else None,
-             STUDENT_ONNX_INT8: paths["int8"].stat().st_size if paths["int8"].exists() else None}
+             STUDENT_ONNX_FP32: fp32.stat().st_size if fp32.exists() else None,
+             STUDENT_ONNX_INT8: int8.stat().st_size if int8.exists() else None}
     return {name: None if size is None else round(size / 1e6, 2) for name, size in sizes.items()}
 
 
@@ -87,12 +89,13 @@ def load_average() -> list[float]:
 
 
 def base_config(base_model_dir: str, model_dir: Path, **overrides):
-    """The settings of a finished run, with its fine-tuned teacher, for a fresh run in `model_dir`."""
-    from xdistil.config import DistilConfig, load_run_config
+    """The settings of a finished run, with its fine-tuned teacher, for a fresh run in `model_dir`
+    (`overrides` name settings as the flags do)."""
+    from xdistil.config import DistilConfig, read_run_config
 
-    run = load_run_config(base_model_dir)
-    teacher = run.get("teacher_source") or run["pt_teacher_checkpoint"]
+    run = read_run_config(base_model_dir)
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a fresh run, never a resumed one
-    settings = {"model_dir": str(model_dir), "pt_teacher_checkpoint": teacher, **overrides}
-    return dataclasses.replace(DistilConfig.from_dict(run), **settings)
+    settings = DistilConfig.from_dict(run).flat_settings()
+    return DistilConfig.from_settings(str(model_dir), **{**settings, "pt_teacher_checkpoint": run_teacher(run),
+                                                         **overrides})

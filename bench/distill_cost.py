@@ -80,29 +80,21 @@ class PeakRSS:
         self.peak = self.current()
 
 
-def _timed(records: list, sampler: PeakRSS, name: str, call):
-    sampler.window()
-    start = time.perf_counter()
-    result = call()
-    records.append({"stage": name, "seconds": round(time.perf_counter() - start, 2),
-                    "peak_rss_mb": round(max(sampler.peak, sampler.current()) / 2**20, 1)})
-    return result
+class StageRecorder:
+    """A trainer callback: seconds and peak RSS of every stage and of the teacher-logit cache fill."""
 
+    def __init__(self, sampler: PeakRSS):
+        self.sampler = sampler
+        self.records = []
+        self._started = None
 
-def instrument(records: list, sampler: PeakRSS) -> None:
-    """Time every training stage (StageTrainer.run) and the teacher-logit cache fill."""
-    from xdistil.distill.sources import TransferSource
-    from xdistil.distill.trainer import StageTrainer
+    def on_stage_begin(self, name: str) -> None:
+        self.sampler.window()
+        self._started = time.perf_counter()
 
-    run_stage, fill_cache = StageTrainer.run, TransferSource.fill_cache
-
-    def timed_run(self, stage, *args, **kwargs):
-        return _timed(records, sampler, stage.name, lambda: run_stage(self, stage, *args, **kwargs))
-
-    def timed_fill(self, *args, **kwargs):
-        return _timed(records, sampler, "teacher_logit_cache", lambda: fill_cache(self, *args, **kwargs))
-
-    StageTrainer.run, TransferSource.fill_cache = timed_run, timed_fill
+    def on_stage_end(self, name: str, result: dict) -> None:
+        self.records.append({"stage": name, "seconds": round(time.perf_counter() - self._started, 2),
+                             "peak_rss_mb": round(max(self.sampler.peak, self.sampler.current()) / 2**20, 1)})
 
 
 def run_child(spec_path: str) -> None:
@@ -110,11 +102,12 @@ def run_child(spec_path: str) -> None:
     from xdistil.distill.pipeline import run_distillation
 
     spec = read_json(spec_path)
-    sampler, records = PeakRSS(), []
-    instrument(records, sampler)
+    sampler = PeakRSS()
+    recorder = StageRecorder(sampler)
     start = time.perf_counter()
-    metrics = run_distillation(DistilConfig.from_dict(spec["config"]))
+    metrics = run_distillation(DistilConfig.from_dict(spec["config"]), callbacks=[recorder])
     wall = time.perf_counter() - start
+    records = recorder.records
     records.append({"stage": "other", "seconds": round(wall - sum(r["seconds"] for r in records), 2),
                     "peak_rss_mb": None, "what": "read/encode labeled data, load models, evaluate, save"})
     write_result(Path(spec["out"]), {"stages": records, "wall_seconds": round(wall, 2),
@@ -157,9 +150,10 @@ def measure_timing(base_model_dir: str, work_dir: Path) -> dict:
             shutil.rmtree(work_dir / f"timing_{mode}")
     seconds = {mode: {r["stage"]: r["seconds"] for r in run["stages"]} | {"total": run["wall_seconds"]}
                for mode, run in runs.items()}
-    settings = {k: getattr(config, k) for k in ("task", "pt_teacher_checkpoint", "student_layers_from_teacher",
-                                                "max_transfer_lines", "seq_len", "batch_size", "eval_batch_size",
-                                                "representation_epochs", "logit_epochs", "finetune_epochs")}
+    flat = config.flat_settings()
+    settings = {k: flat[k] for k in ("task", "pt_teacher_checkpoint", "student_layers_from_teacher",
+                                     "max_transfer_lines", "seq_len", "batch_size", "eval_batch_size",
+                                     "representation_epochs", "logit_epochs", "finetune_epochs")}
     return {"settings": settings, "runs": runs, "seconds": seconds,
             "off_over_on": round(runs["cache_off"]["wall_seconds"] / runs["cache_on"]["wall_seconds"], 3)}
 
@@ -177,10 +171,10 @@ def repeated_transfer_file(source: str, lines: int, path: Path) -> Path:
 
 def measure_memory(base_model_dir: str, work_dir: Path, line_counts: list[int]) -> dict:
     from tests.conftest import write_tiny_bert  # the tests' tiny random BERT, saved like a user's checkpoint
-    from xdistil.config import load_run_config
+    from xdistil.config import read_run_config
 
     teacher = write_tiny_bert(work_dir / "tiny_teacher")
-    run = load_run_config(base_model_dir)
+    run = read_run_config(base_model_dir)["data"]
     source = run["transfer_file"] or str(Path(run["task"]) / "train.tsv")
     runs = {}
     for lines in line_counts:
@@ -189,7 +183,8 @@ def measure_memory(base_model_dir: str, work_dir: Path, line_counts: list[int]) 
         config = base_config(base_model_dir, model_dir, pt_teacher_checkpoint=str(teacher), transfer_file=str(transfer),
                              student_layers_from_teacher=(0,), distil_multi_hidden_states=False,
                              distil_attention=False, representation_epochs=0, logit_epochs=1, finetune_epochs=1,
-                             teacher_epochs=1, batch_size=FLAGS.memory_batch_size,
+                             teacher_epochs=1, teacher_min_steps=0, allow_weak_teacher=True,
+                             batch_size=FLAGS.memory_batch_size,
                              eval_batch_size=FLAGS.memory_batch_size, distil_chunk_size=FLAGS.memory_chunk_size,
                              max_transfer_lines=None, log_every_steps=200, checkpoint_every_steps=1000)
         result = run_measured(config, work_dir, f"memory_{lines}")

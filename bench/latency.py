@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from bench.common import (PADDED_TEACHER, RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER,
-                          default_teacher_dir, load_average, load_teacher, model_sizes_mb, teacher_bundle, write_result)
+                          default_teacher_dir, load_average, load_teacher, model_sizes_mb, teacher_view, write_result)
 
 FLAGS = flags.FLAGS
 
@@ -35,57 +35,44 @@ def define_flags():
     flags.mark_flag_as_required("model_dir")
 
 
-def request_text(kind: str, example) -> str:
-    """A labeled example as a request line in the transfer/prediction format (text columns only)."""
-    if kind == "ner":
-        return " ".join(example.tokens)
-    return f"{example.text_a}\t{example.text_b}" if kind == "pairwise" else example.text_a
-
-
-def request_lines(bundle, test_file: str, max_requests: int) -> list[tuple[int, str]]:
-    examples = bundle.read_labeled(test_file)[:max_requests]
-    return [(i, request_text(bundle.kind, e)) for i, e in enumerate(examples, start=1)]
+def request_lines(model_dir, test_file: str, max_requests: int) -> list[tuple[int, str]]:
+    """The texts of a labeled file's first examples as request lines (the transfer/prediction format)."""
+    examples = model_dir.read_labeled(test_file)[:max_requests]
+    return [(i, model_dir.task.unlabeled_line(e)) for i, e in enumerate(examples, start=1)]
 
 
 def padded_tf_forward(model, seq_len: int):
-    """A forward that zero-pads each [1, length] request to [1, seq_len] (one traced shape), then cuts
-    token logits back to the request's length."""
-    import tensorflow as tf
+    """A forward that zero-pads each [1, length] request to [1, seq_len] (the reference toolkit's serving),
+    then cuts token logits back to the request's length."""
+    from xdistil.models.forward import TFLogits
 
-    from xdistil.models.loading import model_input_names
-
-    names = model_input_names(model)
-    spec = {name: tf.TensorSpec([1, seq_len], tf.int32, name=name) for name in names}
-    logits_fn = tf.function(lambda inputs: tf.cast(model(inputs, training=False).logits, tf.float32),
-                            input_signature=[spec])
+    logits_fn = TFLogits(model)
 
     def forward(arrays):
         length = arrays["input_ids"].shape[1]
         if length > seq_len:
             raise ValueError(f"request of {length} sub-tokens is longer than --seq_len {seq_len}")
-        logits = logits_fn({n: np.pad(arrays[n], ((0, 0), (0, seq_len - length))) for n in names}).numpy()
+        logits = logits_fn({n: np.pad(arrays[n], ((0, 0), (0, seq_len - length))) for n in logits_fn.names})
         return logits[:, :length] if logits.ndim == 3 else logits
 
     return forward
 
 
-def build_predictors(bundle, teacher_dir: str, seq_len: int, threads: int) -> dict:
+def build_predictors(model_dir, export: dict, teacher_dir: str, seq_len: int, threads: int) -> dict:
     """The five online predictors, in interleaving order."""
     from xdistil.inference.online import OnlinePredictor
-    from xdistil.inference.onnx_serving import onnx_paths
 
     # Windows of long NER sentences at --seq_len, so every teacher row fits the padded shape.
-    t_bundle = teacher_bundle(bundle, teacher_dir, seq_len)
-    teacher = load_teacher(teacher_dir, bundle)
-    paths = onnx_paths(bundle.model_dir)
-    predictors = {PADDED_TEACHER: OnlinePredictor(t_bundle, padded_tf_forward(teacher, seq_len)),
-                  TEACHER: OnlinePredictor.from_tf(t_bundle, teacher),
-                  STUDENT_TF: OnlinePredictor.from_tf(bundle, bundle.load_tf_model()),
-                  STUDENT_ONNX_FP32: OnlinePredictor.from_onnx(bundle, paths["fp32"], threads)}
-    if paths["int8"].exists():
-        predictors[STUDENT_ONNX_INT8] = OnlinePredictor.from_onnx(bundle, paths["int8"], threads)
+    teacher_dir_view = teacher_view(model_dir, teacher_dir, seq_len)
+    teacher = load_teacher(teacher_dir, model_dir)
+    predictors = {PADDED_TEACHER: OnlinePredictor(teacher_dir_view, padded_tf_forward(teacher, seq_len)),
+                  TEACHER: OnlinePredictor.from_tf(teacher_dir_view, teacher),
+                  STUDENT_TF: OnlinePredictor.from_tf(model_dir, model_dir.load_tf_model()),
+                  STUDENT_ONNX_FP32: OnlinePredictor.from_onnx(model_dir, model_dir.onnx_path("fp32"), threads)}
+    if model_dir.onnx_path("int8").name in export["files"]:
+        predictors[STUDENT_ONNX_INT8] = OnlinePredictor.from_onnx(model_dir, model_dir.onnx_path("int8"), threads)
     else:
-        logging.warning("no %s: int8 not measured", paths["int8"])
+        logging.warning("no int8 model in the export: int8 not measured")
     return predictors
 
 
@@ -114,12 +101,11 @@ def summarize(kind: str, runs: dict) -> dict:
     return summaries
 
 
-def measure_instances(bundle, lines, instances: int, warmup: int, single_outputs, single_throughput) -> dict:
+def measure_instances(model_dir, lines, instances: int, warmup: int, single_outputs, single_throughput) -> dict:
     """Throughput of `instances` single-thread int8 processes over the same requests."""
     from xdistil.inference.online import serve_instances
-    from xdistil.inference.onnx_serving import onnx_paths
 
-    multi = serve_instances(bundle.model_dir, onnx_paths(bundle.model_dir)["int8"], lines, instances, warmup)
+    multi = serve_instances(model_dir.path, model_dir.onnx_path("int8"), lines, instances, warmup)
     multi["same_outputs_as_single_instance"] = multi.pop("outputs") == single_outputs
     multi["speedup_vs_one_instance"] = multi["throughput_per_s"] / single_throughput
     return multi
@@ -177,32 +163,33 @@ def run_benchmark(model_dir: str, teacher_dir: str | None, test_file: str | None
     from xdistil.inference.online import serve_interleaved
     from xdistil.inference.onnx_serving import cpu_info, limit_tf_threads
     from xdistil.inference.onnx_serving import tf_threads as current_tf_threads
-    from xdistil.inference.student import StudentBundle
+    from xdistil.model_dir import ModelDirectory
 
     if not limit_tf_threads(threads):
         raise RuntimeError("TensorFlow started before its threads could be limited")
     tf_threads = current_tf_threads()
-    bundle = StudentBundle.load(model_dir)
+    student = ModelDirectory.load(model_dir)
+    export = student.checked_export()  # a stale or unchecked export is never measured
     teacher_dir = teacher_dir or default_teacher_dir(model_dir)
-    test_file = test_file or bundle.default_eval_file()
-    lines = request_lines(bundle, test_file, max_requests)
-    predictors = build_predictors(bundle, teacher_dir, seq_len, threads)
+    test_file = test_file or student.default_file("test")
+    lines = request_lines(student, test_file, max_requests)
+    predictors = build_predictors(student, export, teacher_dir, seq_len, threads)
     load_before = load_average()
     runs = serve_interleaved(predictors, lines, warmup, test_file)
-    models = summarize(bundle.kind, runs)
+    models = summarize(student.task.kind, runs)
     multi = None
     if instances > 1 and STUDENT_ONNX_INT8 in runs:
-        multi = measure_instances(bundle, lines, instances, warmup, runs[STUDENT_ONNX_INT8][0],
+        multi = measure_instances(student, lines, instances, warmup, runs[STUDENT_ONNX_INT8][0],
                                   models[STUDENT_ONNX_INT8]["throughput_per_s"])
     report = {"benchmark": "latency", "name": name, "model_dir": str(model_dir), "teacher_dir": teacher_dir,
-              "task": bundle.task, "kind": bundle.kind, "test_file": test_file, "requests": len(lines),
+              "task": student.task_dir, "kind": student.task.kind, "test_file": test_file, "requests": len(lines),
               "warmup_requests": min(warmup, len(lines)), "padded_teacher_seq_len": seq_len,
-              "student_seq_len": bundle.seq_len, "order": "interleaved request by request (A B C, B C A, ...)",
+              "student_seq_len": student.seq_len, "order": "interleaved request by request (A B C, B C A, ...)",
               "timed_path": "parse + tokenize + forward + post-process, batch 1",
               "threads": {"onnxruntime_intra_op": threads, "onnxruntime_inter_op": 1, "tensorflow": tf_threads},
               "cpu": cpu_info(), "load_average_before_after": [load_before, load_average()],
               "versions": {"tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__},
-              "sizes_mb": model_sizes_mb(model_dir, teacher_dir), "latency_ms": models, "instances": multi}
+              "sizes_mb": model_sizes_mb(student, teacher_dir), "latency_ms": models, "instances": multi}
     write_result(RESULTS_DIR / f"{name}.json", report)
     plot_latency(models, multi, f"{name}: {len(lines)} requests, {threads} thread(s), {report['cpu']['model']}",
                  RESULTS_DIR / f"{name}_latency.png")

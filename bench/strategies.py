@@ -108,10 +108,12 @@ def main(argv):
     load_before = load_average()
     runs = {strategy: run_strategy(strategy, work_dir) for strategy in FLAGS.strategies}
     base = runs[FLAGS.strategies[0]]
-    settings = {k: v for k, v in read_json(work_dir / f"{FLAGS.strategies[0]}.spec.json").items()
-                if k in ("task", "pt_teacher_checkpoint", "student_layers_from_teacher", "batch_size", "seq_len",
-                         "max_transfer_lines", "max_train_examples", "representation_epochs", "logit_epochs",
-                         "finetune_epochs", "seed")}
+    from xdistil.config import DistilConfig
+
+    flat = DistilConfig.from_dict(read_json(work_dir / f"{FLAGS.strategies[0]}.spec.json")).flat_settings()
+    settings = {k: flat[k] for k in ("task", "pt_teacher_checkpoint", "student_layers_from_teacher", "batch_size",
+                                     "seq_len", "max_transfer_lines", "max_train_examples", "representation_epochs",
+                                     "logit_epochs", "finetune_epochs", "seed")}
     result = {"settings": settings, "cpu_count": os.cpu_count(), "load_average_before": load_before,
               "load_average_after": load_average(), "runs": runs}
     path = write_result(RESULTS_DIR / f"{FLAGS.name}.json", result)

@@ -99,10 +99,10 @@ def write_task(path, kind: str, n_train: int = 48, n_dev: int = 16, n_test: int 
     return path
 
 
-FAST_RUN = dict(seq_len=16, batch_size=8, eval_batch_size=16, teacher_epochs=2, representation_epochs=1,
+FAST_RUN = dict(seq_len=16, batch_size=8, eval_batch_size=16, teacher_epochs=2, teacher_min_steps=0, representation_epochs=1,
                 logit_epochs=1, finetune_epochs=2, distil_chunk_size=24, log_every_steps=5,
                 checkpoint_every_steps=5, teacher_learning_rate=1e-3, distil_learning_rate=1e-3,
-                learning_rate=1e-3)
+                learning_rate=1e-3, allow_weak_teacher=True)  # tiny random teachers: the check has its own tests
 
 
 def distil_tiny(root, kind: str, **overrides):
@@ -112,9 +112,9 @@ def distil_tiny(root, kind: str, **overrides):
 
     teacher = write_tiny_bert(root / "teacher", hidden_size=32, num_layers=2, num_heads=4)
     task = write_task(root / "task", kind)
-    config = DistilConfig(task=str(task), model_dir=str(root / "out"), task_kind=kind,
-                          transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher),
-                          **{**FAST_RUN, "student_layers_from_teacher": (1,), **overrides})
+    config = DistilConfig.from_settings(str(root / "out"), task=str(task), task_kind=kind,
+                                        transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher),
+                                        **{**FAST_RUN, "student_layers_from_teacher": (1,), **overrides})
     run_distillation(config)
     return root / "out"
 
@@ -130,3 +130,23 @@ def distilled_ner_dir(tmp_path_factory):
 def distilled_pairwise_dir(tmp_path_factory):
     """A model directory of a distilled pairwise student (tiny random teacher)."""
     return distil_tiny(tmp_path_factory.mktemp("distilled_pairwise"), "pairwise")
+
+
+def copy_model_dir(source, destination, with_onnx: bool = False):
+    """A private copy of a shared model directory, for a test that changes it (the session fixtures stay as
+    every other test expects them)."""
+    import shutil
+
+    ignore = None if with_onnx else shutil.ignore_patterns("onnx")
+    shutil.copytree(source, destination, ignore=ignore)
+    return destination
+
+
+SLOW_FIXTURES = {"distilled_ner_dir", "distilled_pairwise_dir"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on a distilled model directory are slow (the fixture runs a real distillation)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -1,7 +1,7 @@
 """NER entity F1 and classification metrics against hand-computed values."""
 import pytest
 
-from xdistil.evaluate import PRIMARY_METRIC, classification_scores, ner_scores
+from xdistil.evaluate import classification_scores, ner_scores
 
 
 def test_ner_bio_with_partial_entity_counted_wrong():
@@ -76,7 +76,3 @@ def test_classification_scores_integer_like_labels_and_errors():
         classification_scores(["a", "b"], ["a"], ["a", "b"])
     with pytest.raises(ValueError, match="no examples"):
         classification_scores([], [], ["a"])
-
-
-def test_primary_metric():
-    assert PRIMARY_METRIC == {"ner": "f1", "pairwise": "accuracy", "classification": "accuracy"}

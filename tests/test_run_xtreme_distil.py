@@ -8,6 +8,7 @@ from absl import flags
 
 from conftest import write_task
 from xdistil.distill_flags import config_from_flags, define_flags
+from xdistil.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,14 +26,14 @@ def test_flagfile_resolves_to_config(tmp_path, flag_values):
                         "--student_layers_from_teacher=0,4,8,11\n--opt_policy=mixed_bfloat16\n")
     flag_values(["prog", f"--flagfile={flagfile}", "--seq_len=64"])
     config = config_from_flags(flag_values)
-    assert config.task_kind == "ner" and config.seq_len == 64
-    assert config.student_layers_from_teacher == (0, 4, 8, 11)
-    assert config.opt_policy == "mixed_bfloat16"
+    assert config.data.task_kind == "ner" and config.data.seq_len == 64
+    assert config.student.student_layers_from_teacher == (0, 4, 8, 11)
+    assert config.runtime.opt_policy == "mixed_bfloat16"
 
 
 def test_exclusive_task_flags(flag_values):
     flag_values(["prog", "--task=t", "--model_dir=m", "--pt_teacher_checkpoint=x", "--do_NER", "--do_pairwise"])
-    with pytest.raises(ValueError, match="exclusive"):
+    with pytest.raises(ConfigError, match="exclusive"):
         config_from_flags(flag_values)
 
 
@@ -43,8 +44,10 @@ def test_malformed_row_stops_with_file_and_line(tmp_path):
     (task / "train.tsv").write_text("\n".join(lines) + "\n")
     result = subprocess.run(
         [sys.executable, str(ROOT / "run_xtreme_distil.py"), f"--task={task}", "--do_NER",
-         f"--model_dir={tmp_path / 'out'}", f"--pt_teacher_checkpoint={tmp_path / 'unused'}"],
+         f"--model_dir={tmp_path / 'out'}", f"--pt_teacher_checkpoint={tmp_path / 'unused'}",
+         "--student_layers_from_teacher=0"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
-    assert f"{task / 'train.tsv'}:3:" in result.stderr
+    tokens = len(lines[2].split("\t")[0].split())
+    assert f"error: {tokens} tokens but {tokens - 1} tags ({task / 'train.tsv'}:3)" in result.stderr
     assert "Traceback" not in result.stderr

@@ -90,3 +90,47 @@ def write_tiny_xlmr(path, *, architecture="xlm-roberta", hidden_size=32, num_lay
     model(model.dummy_inputs)
     model.save_pretrained(str(path))
     return path
+
+
+NER_TEMPLATES = (  # (characters or words, their tags): Chinese character by character, other languages by word
+    (list("我们明天去") + ["北", "京"], ["O"] * 5 + ["B-LOC", "I-LOC"]),
+    (list("中国政府在") + ["上", "海"], ["B-LOC", "I-LOC", "O", "O", "O", "B-LOC", "I-LOC"]),
+    (["John", "travelled", "to", "Berlin"], ["B-PER", "O", "O", "B-LOC"]),
+    (["Mary", "works", "in", "London"], ["B-PER", "O", "O", "B-LOC"]),
+    (["Der", "Wissenschaftler", "arbeitet", "in", "München"], ["O", "O", "O", "O", "B-LOC"]),
+    (["Москва", "является", "столицей"], ["B-LOC", "O", "O"]),
+    (list("湖北省人大") + ["在", "北", "京"], ["B-LOC", "I-LOC", "I-LOC", "B-ORG", "I-ORG", "O", "B-LOC", "I-LOC"]),
+)
+
+
+def write_multilingual_task(path, kind: str, n_train: int = 42, n_dev: int = 14, n_test: int = 14,
+                            n_transfer: int = 40, seed: int = 0) -> Path:
+    """A small task folder in several languages and scripts (Chinese NER character by character):
+    NER from `NER_TEMPLATES`; classification labels a sentence of MULTILINGUAL_CORPUS with its language;
+    pairwise says whether two sentences are in the same language."""
+    import random
+
+    rng = random.Random(seed)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    languages = ["en"] * 10 + ["de"] * 6 + ["zh"] * 6 + ["ru"] * 4  # MULTILINGUAL_CORPUS in order
+
+    def sentence():
+        index = rng.randrange(len(MULTILINGUAL_CORPUS))
+        return MULTILINGUAL_CORPUS[index], languages[index]
+
+    def row():
+        if kind == "ner":
+            words, tags = rng.choice(NER_TEMPLATES)
+            return f"{' '.join(words)}\t{' '.join(tags)}"
+        (text, language), (other, other_language) = sentence(), sentence()
+        if kind == "pairwise":
+            return f"{text}\t{other}\t{'same' if language == other_language else 'different'}"
+        return f"{text}\t{language}"
+
+    for name, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        (path / f"{name}.tsv").write_text("\n".join(row() for _ in range(n)) + "\n", encoding="utf-8")
+    columns = 2 if kind == "pairwise" else 1
+    transfer = ["\t".join(row().split("\t")[:columns]) for _ in range(n_transfer)]
+    (path / "transfer.txt").write_text("\n".join(transfer) + "\n", encoding="utf-8")
+    return path

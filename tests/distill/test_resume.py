@@ -1,4 +1,5 @@
 """A run killed with SIGKILL mid-stage resumes with the same command and ends where an uninterrupted run ends."""
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from conftest import write_task, write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow  # real distillations and exports
+
 
 def _command(task, teacher, model_dir):
     return [sys.executable, str(ROOT / "run_xtreme_distil.py"), f"--task={task}", "--do_NER",
@@ -21,7 +24,7 @@ def _command(task, teacher, model_dir):
             "--num_attention_heads=2", "--intermediate_size=32", "--distil_multi_hidden_states",
             "--seq_len=16", "--batch_size=4", "--distil_chunk_size=16", "--teacher_epochs=1",
             "--representation_epochs=1", "--logit_epochs=2", "--finetune_epochs=1", "--checkpoint_every_steps=3",
-            "--log_every_steps=3", "--distil_learning_rate=1e-3"]
+            "--log_every_steps=3", "--distil_learning_rate=1e-3", "--teacher_min_steps=0", "--allow_weak_teacher"]
 
 
 def _weights(model_dir):
@@ -63,3 +66,14 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted_run(tmp_path):
     assert straight.keys() == again.keys()
     for name in straight:
         np.testing.assert_allclose(again[name], straight[name], atol=1e-5, err_msg=name)
+    # metrics.json keeps every stage's whole history (epochs before the kill included), train losses too.
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (tmp_path / "straight", resumed)]
+    assert set(metrics[0]["stages"]) == set(metrics[1]["stages"]) == {"representation", "logit", "finetune"}
+    for stage in metrics[0]["stages"]:
+        before, after = (m["stages"][stage]["history"] for m in metrics)
+        assert [h["epoch"] for h in after] == [h["epoch"] for h in before] and len(before) >= 1, stage
+        for old, new in zip(before, after):
+            assert new["train_loss"] == pytest.approx(old["train_loss"], rel=1e-4, abs=1e-6), stage
+            assert ("dev" in new) == ("dev" in old), stage
+            if "dev" in old:
+                assert new["dev"]["f1"] == pytest.approx(old["dev"]["f1"], abs=1e-6), stage

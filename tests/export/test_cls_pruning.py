@@ -8,7 +8,9 @@ from conftest import add_random_biases, write_tiny_bert
 from xdistil.export.cls_pruning import prune_last_layer_to_cls
 from xdistil.export.fusion import optimize_for_cpu, require_fusion
 from xdistil.export.onnx_export import export_to_onnx
-from xdistil.export.parity import max_abs_logit_diff, onnx_session, run_onnx
+from xdistil.export.parity import max_abs_logit_diff
+from xdistil.inference.onnx_runtime import onnx_session, run_onnx
+from xdistil.tasks import get_task
 from xdistil.export.quantize import quantize_dynamic_int8
 
 NUM_LAYERS, HIDDEN, HEADS = 3, 32, 4
@@ -30,7 +32,7 @@ def exported(tmp_path_factory):
     model_dir = _with_random_biases(write_tiny_bert(root / "seq", hidden_size=HIDDEN, num_layers=NUM_LAYERS,
                                                     num_heads=HEADS, labels=["a", "b", "c"]))
     raw = root / "model.onnx"
-    export_to_onnx(model_dir, raw, "classification")
+    export_to_onnx(get_task("classification").model_class().from_pretrained(str(model_dir)), raw)
     full, pruned = root / "full.onnx", root / "pruned.onnx"
     return {"raw": raw, "full": full, "pruned": pruned,
             "full_counts": optimize_for_cpu(raw, full, HEADS, HIDDEN),
@@ -106,9 +108,8 @@ def test_token_classifier_is_left_alone(tmp_path):
     config = BertConfig.from_pretrained(str(model_dir), num_labels=3)
     model = TFBertForTokenClassification(config)
     model(model.dummy_inputs)
-    model.save_pretrained(str(model_dir))
     raw = tmp_path / "ner.onnx"
-    export_to_onnx(model_dir, raw, "ner")
+    export_to_onnx(model, raw)
     counts = optimize_for_cpu(raw, tmp_path / "ner.fused.onnx", HEADS, HIDDEN, cls_only_last_layer=True)
     assert counts["cls_only_last_layer"] is False
     assert (counts["Attention"], counts["MultiHeadAttention"]) == (2, 0)

@@ -4,25 +4,26 @@ import sys
 
 import pytest
 
-from xdistil.data.errors import InputFormatError
-from xdistil.data.readers import parse_unlabeled_line
-from xdistil.export.onnx_export import export_to_onnx, load_tf_model
-from xdistil.export.parity import onnx_session
+from xdistil.errors import InputFormatError
+from xdistil.export.onnx_export import export_to_onnx
 from xdistil.inference.online import (OnlinePredictor, iter_request_lines, latency_summary, serve,
                                       serve_instances)
+from xdistil.inference.onnx_runtime import onnx_session
 from xdistil.inference.predict import ONNXPredictor
-from xdistil.inference.student import StudentBundle, format_prediction
+from xdistil.model_dir import ModelDirectory
 
 LONG_SENTENCE = " ".join(["john works in paris and mary lives at acme corp"] * 4)  # 40 words
 NER_LINES = ["john works in paris", "mary lives at acme corp", "paris", LONG_SENTENCE, "acme corp is good ."]
 PAIRWISE_LINES = ["the movie is good\tthe film is great", "the plot is bad\tthe cast is good",
                   "a film is awful\ta movie is bad", "the cast is great\tthe plot is awful"]
 
+pytestmark = pytest.mark.slow  # real distillations and exports
+
 
 def _student(model_dir, tmp_path_factory):
-    bundle = StudentBundle.load(str(model_dir))
-    onnx_path = tmp_path_factory.mktemp(f"online_{bundle.kind}") / "model.onnx"
-    export_to_onnx(bundle.model_path, onnx_path, bundle.kind)
+    bundle = ModelDirectory.load(model_dir)
+    onnx_path = tmp_path_factory.mktemp(f"online_{bundle.task.kind}") / "model.onnx"
+    export_to_onnx(bundle.load_tf_model(float32=True), onnx_path)
     return bundle, onnx_path
 
 
@@ -41,7 +42,7 @@ def _requests(lines):
 
 
 def _parse(bundle, line, line_no=1):
-    return parse_unlabeled_line(line, bundle.kind, "test", line_no)
+    return bundle.task.parse_unlabeled(line, "test", line_no)
 
 
 def _batched_outputs(bundle, onnx_path, lines):
@@ -49,7 +50,7 @@ def _batched_outputs(bundle, onnx_path, lines):
     examples = [_parse(bundle, line) for line in lines]
     features = bundle.encode(examples)
     logits = ONNXPredictor(onnx_session(onnx_path), batch_size=4).logits(features)
-    return [format_prediction(bundle.kind, p) for p in bundle.predictions(logits, features, examples)]
+    return [bundle.task.format_prediction(p) for p in bundle.predictions(logits, features, examples)]
 
 
 def _assert_same_predictions(kind, got, expected):
@@ -67,10 +68,9 @@ def _assert_same_predictions(kind, got, expected):
 def test_onnx_online_matches_tf_online_and_batched(student, lines, request):
     bundle, onnx_path = request.getfixturevalue(student)
     onnx_outputs, latencies = serve(OnlinePredictor.from_onnx(bundle, onnx_path), _requests(lines), warmup=2)
-    tf_outputs, _ = serve(OnlinePredictor.from_tf(bundle, load_tf_model(bundle.model_path, bundle.kind)),
-                          _requests(lines), warmup=0)
-    _assert_same_predictions(bundle.kind, onnx_outputs, tf_outputs)
-    _assert_same_predictions(bundle.kind, onnx_outputs, _batched_outputs(bundle, onnx_path, lines))
+    tf_outputs, _ = serve(OnlinePredictor.from_tf(bundle, bundle.load_tf_model()), _requests(lines), warmup=0)
+    _assert_same_predictions(bundle.task.kind, onnx_outputs, tf_outputs)
+    _assert_same_predictions(bundle.task.kind, onnx_outputs, _batched_outputs(bundle, onnx_path, lines))
     assert len(latencies) == len(lines) and all(latency > 0 for latency in latencies)
 
 
@@ -128,8 +128,7 @@ def test_latency_summary():
     assert summary["throughput_per_s"] == pytest.approx(400.0)  # 4 requests in 10 ms
     assert all(type(value) in (int, float) for value in summary.values())  # plain JSON numbers
     assert latency_summary([4.0, 1.0, 3.0, 2.0], wall_seconds=2.0)["throughput_per_s"] == pytest.approx(2.0)
-    with pytest.raises(ValueError):
-        latency_summary([])
+    assert latency_summary([]) == {"requests": 0}  # no requests is a valid input
 
 
 def test_request_lines_from_stdin_and_file(monkeypatch, tmp_path):

@@ -4,10 +4,15 @@ import numpy as np
 import pytest
 
 from conftest import write_tiny_bert
-from xdistil.config import DistilConfig
+from xdistil.config import StudentConfig
+from xdistil.errors import ConfigError
 from xdistil.models.embedding_compression import compress_embedding
-from xdistil.models.loading import has_task_head, load_task_model, load_tokenizer, word_embedding_variable
-from xdistil.models.student import build_student
+from xdistil.models.loading import (CheckpointError, has_task_head, load_task_model, load_tokenizer,
+                                    word_embedding_variable)
+from xdistil.models.student import build_student, check_vocabulary_matches
+from xdistil.tasks import get_task
+
+NER = get_task("ner")
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -19,17 +24,16 @@ def teacher_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher(teacher_dir):
-    return load_task_model(str(teacher_dir), "ner", LABELS)
+    return load_task_model(str(teacher_dir), NER, LABELS)
 
 
 def _config(teacher_dir, **overrides):
-    return DistilConfig(task="unused", model_dir="unused", task_kind="ner",
-                        pt_teacher_checkpoint=str(teacher_dir), **overrides)
+    return StudentConfig(**overrides)
 
 
 def test_student_from_teacher_layers_copies_those_layers(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
-    student = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3)), teacher, tokenizer, LABELS)
+    student = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3)), NER, teacher, tokenizer, LABELS)
     assert student.config.num_hidden_layers == 2
     t = {v.name.split("/", 1)[1]: v.numpy() for v in teacher.weights}
     s = {v.name.split("/", 1)[1]: v.numpy() for v in student.weights}
@@ -43,24 +47,27 @@ def test_student_from_teacher_layers_copies_those_layers(teacher_dir, teacher):
 def test_student_from_teacher_layers_rejects_bad_indices(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     with pytest.raises(ValueError, match="0..3"):
-        build_student(_config(teacher_dir, student_layers_from_teacher=(2, 7)), teacher, tokenizer, LABELS)
+        build_student(_config(teacher_dir, student_layers_from_teacher=(2, 7)), NER, teacher, tokenizer, LABELS)
 
 
 def test_student_from_scratch_with_compressed_embeddings(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=24, compress_word_embedding=True)
-    student = build_student(config, teacher, tokenizer, LABELS)
+    student = build_student(config, NER, teacher, tokenizer, LABELS)
     assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 1)
     expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")
     np.testing.assert_allclose(word_embedding_variable(student).numpy(), expected, rtol=1e-6)
     assert student.config.id2label == dict(enumerate(LABELS))
 
 
-def test_student_from_scratch_needs_sizes(teacher_dir, teacher):
-    tokenizer = load_tokenizer(str(teacher_dir))
-    with pytest.raises(ValueError, match="--num_hidden_layers"):
-        build_student(_config(teacher_dir, hidden_size=16), teacher, tokenizer, LABELS)
+def test_student_from_scratch_needs_sizes():
+    with pytest.raises(ConfigError, match="--num_hidden_layers") as caught:
+        StudentConfig(hidden_size=16)
+    assert caught.value.flag == "--num_hidden_layers"
+    with pytest.raises(ConfigError, match="not a multiple") as caught:
+        StudentConfig(hidden_size=30, num_hidden_layers=2, num_attention_heads=4)
+    assert caught.value.flag == "--hidden_size"
 
 
 def test_pretrained_student_with_other_vocabulary_is_refused(tmp_path, teacher_dir, teacher):
@@ -68,15 +75,25 @@ def test_pretrained_student_with_other_vocabulary_is_refused(tmp_path, teacher_d
     (other / "vocab.txt").write_text((other / "vocab.txt").read_text().replace("paris", "berlin"))
     (other / "tokenizer.json").unlink()
     tokenizer = load_tokenizer(str(teacher_dir))
-    with pytest.raises(ValueError, match="different vocabulary"):
-        build_student(_config(teacher_dir, pt_student_checkpoint=str(other)), teacher, tokenizer, LABELS)
+    with pytest.raises(CheckpointError, match="different vocabulary"):
+        check_vocabulary_matches(str(other), 10_000, tokenizer)
     config = _config(teacher_dir, pt_student_checkpoint=str(other), compress_word_embedding=True)
-    student = build_student(config, teacher, tokenizer, LABELS)
+    student = build_student(config, NER, teacher, tokenizer, LABELS)
     assert word_embedding_variable(student).shape == (teacher.config.vocab_size, 16)
 
 
 def test_has_task_head_only_for_the_same_labels_in_order(tmp_path):
     path = write_tiny_bert(tmp_path / "cls", labels=["neg", "pos"])
-    assert has_task_head(str(path), "classification", ["neg", "pos"])
-    assert not has_task_head(str(path), "classification", ["pos", "neg"])
-    assert not has_task_head(str(path), "ner", ["neg", "pos"])
+    assert has_task_head(str(path), get_task("classification"), ["neg", "pos"])
+    assert not has_task_head(str(path), get_task("classification"), ["pos", "neg"])
+    assert not has_task_head(str(path), NER, ["neg", "pos"])
+
+
+def test_a_student_without_tokenizer_files_is_refused(tmp_path, teacher_dir):
+    """Its vocabulary cannot be compared with the teacher's, so it is not taken on trust."""
+    same_size = write_tiny_bert(tmp_path / "bare", hidden_size=16, num_layers=1, num_heads=2)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (same_size / name).unlink(missing_ok=True)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    with pytest.raises(CheckpointError, match="no loadable tokenizer"):
+        check_vocabulary_matches(str(same_size), len(tokenizer), tokenizer)

@@ -1,9 +1,9 @@
 """Readers for the task TSV files, unlabeled lines and label lists."""
 import pytest
 
-from xdistil.data.errors import InputFormatError
-from xdistil.data.readers import (NerExample, TextExample, decode_line, load_label_list,
-                                  parse_unlabeled_line, read_labeled_file, read_unlabeled_file)
+from xdistil.data.readers import NerExample, TextExample, decode_line
+from xdistil.errors import InputFileError, InputFormatError
+from xdistil.tasks import get_task
 
 
 def write(path, content):
@@ -22,7 +22,7 @@ def test_input_format_error_names_file_and_line():
 def test_ner_file(tmp_path):
     path = write(tmp_path / "train.tsv",
                  "John  lives in Paris\tB-PER O O B-LOC\n\n   \nacme corp\tB-ORG I-ORG\n")
-    assert read_labeled_file(path, "ner") == [
+    assert get_task("ner").read_labeled(path) == [
         NerExample(("John", "lives", "in", "Paris"), ("B-PER", "O", "O", "B-LOC")),
         NerExample(("acme", "corp"), ("B-ORG", "I-ORG")),
     ]
@@ -30,7 +30,7 @@ def test_ner_file(tmp_path):
 
 def test_classification_file_with_integer_labels_keeps_strings(tmp_path):
     path = write(tmp_path / "train.tsv", "a good movie\t1\n awful plot \t 0 \n")
-    assert read_labeled_file(path, "classification", label_list=["0", "1"]) == [
+    assert get_task("classification").read_labeled(path, ["0", "1"]) == [
         TextExample("a good movie", None, "1"), TextExample("awful plot", None, "0")]
 
 
@@ -38,7 +38,7 @@ def test_pairwise_file_with_string_labels(tmp_path):
     path = write(tmp_path / "train.tsv",
                  "john lives in paris\tjohn is in paris\tentailment\n"
                  "mary works\tmary was bad\tneutral\n")
-    assert read_labeled_file(path, "pairwise") == [
+    assert get_task("pairwise").read_labeled(path) == [
         TextExample("john lives in paris", "john is in paris", "entailment"),
         TextExample("mary works", "mary was bad", "neutral"),
     ]
@@ -46,7 +46,7 @@ def test_pairwise_file_with_string_labels(tmp_path):
 
 def test_crlf_and_bom(tmp_path):
     path = write(tmp_path / "train.tsv", "\ufeffgood film\tpos\r\n\r\nbad film\tneg\r\n")
-    assert read_labeled_file(path, "classification") == [
+    assert get_task("classification").read_labeled(path) == [
         TextExample("good film", None, "pos"), TextExample("bad film", None, "neg")]
 
 
@@ -60,7 +60,7 @@ def test_decode_line_strips_line_ending(raw, line_no, expected):
 
 def test_ner_crlf_does_not_leak_into_last_tag(tmp_path):
     path = write(tmp_path / "train.tsv", "john works\tB-PER O\r\n")
-    assert read_labeled_file(path, "ner", label_list=["O", "B-PER"])[0].tags == ("B-PER", "O")
+    assert get_task("ner").read_labeled(path, ["O", "B-PER"])[0].tags == ("B-PER", "O")
 
 
 @pytest.mark.parametrize("kind, content, label_list, line_no, message", [
@@ -85,23 +85,23 @@ def test_ner_crlf_does_not_leak_into_last_tag(tmp_path):
 def test_labeled_file_errors(tmp_path, kind, content, label_list, line_no, message):
     path = write(tmp_path / "dev.tsv", content)
     with pytest.raises(InputFormatError) as caught:
-        read_labeled_file(path, kind, label_list=label_list)
+        get_task(kind).read_labeled(path, label_list)
     assert str(caught.value) == f"{path}:{line_no}: {message}"
     assert caught.value.line_no == line_no
 
 
-def test_unknown_kind_is_rejected(tmp_path):
+def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="unknown task kind"):
-        read_labeled_file(write(tmp_path / "t.tsv", "a\tb\n"), "tagging")
+        get_task("tagging")
 
 
 @pytest.mark.parametrize("kind, line, expected", [
-    ("ner", "John  lives\tin Paris\r\n", NerExample(("John", "lives"), None)),
-    ("classification", " a good film \t1\textra\n", TextExample("a good film", None, None)),
-    ("pairwise", "a film\tthe movie\t1\n", TextExample("a film", "the movie", None)),
+    ("ner", "John  lives\tin Paris", NerExample(("John", "lives"), None)),
+    ("classification", " a good film \t1\textra", TextExample("a good film", None, None)),
+    ("pairwise", "a film\tthe movie\t1", TextExample("a film", "the movie", None)),
 ])
 def test_parse_unlabeled_line(kind, line, expected):
-    assert parse_unlabeled_line(line, kind, "transfer.txt", 4) == expected
+    assert get_task(kind).parse_unlabeled(line, "transfer.txt", 4) == expected
 
 
 @pytest.mark.parametrize("kind, line, message", [
@@ -113,29 +113,29 @@ def test_parse_unlabeled_line(kind, line, expected):
 ])
 def test_parse_unlabeled_line_errors(kind, line, message):
     with pytest.raises(InputFormatError) as caught:
-        parse_unlabeled_line(line, kind, "transfer.txt", 12)
+        get_task(kind).parse_unlabeled(line, "transfer.txt", 12)
     assert str(caught.value) == f"transfer.txt:12: {message}"
 
 
 def test_prediction_file_blank_line_is_an_error_unless_skipped(tmp_path):
     path = write(tmp_path / "predict.txt", "a film\n\nthe movie\r\n")
     with pytest.raises(InputFormatError) as caught:
-        read_unlabeled_file(path, "classification")
+        get_task("classification").read_unlabeled(path)
     assert str(caught.value) == f"{path}:2: blank line"
-    assert read_unlabeled_file(path, "classification", skip_blank=True) == [
+    assert get_task("classification").read_unlabeled(path, skip_blank=True) == [
         TextExample("a film", None, None), TextExample("the movie", None, None)]
 
 
 def test_label_list_from_labels_file_keeps_file_order(tmp_path):
     write(tmp_path / "labels.tsv", "O\nB-PER\textra\n\nI-PER\n")
     train = [NerExample(("x",), ("B-LOC",))]
-    assert load_label_list(tmp_path, train, "ner") == ["O", "B-PER", "I-PER"]
+    assert get_task("ner").label_list(tmp_path, train) == ["O", "B-PER", "I-PER"]
 
 
 def test_label_list_file_with_duplicates(tmp_path):
     path = write(tmp_path / "labels.tsv", "neg\npos\n\nneg\n")
     with pytest.raises(InputFormatError) as caught:
-        load_label_list(tmp_path, [], "classification")
+        get_task("classification").label_list(tmp_path, [])
     assert str(caught.value) == f"{path}:4: duplicate label 'neg' (first on line 1)"
 
 
@@ -146,10 +146,40 @@ def test_label_list_file_with_duplicates(tmp_path):
 ])
 def test_label_list_from_train_text_labels(tmp_path, labels, expected):
     train = [TextExample("text", None, label) for label in labels]
-    assert load_label_list(tmp_path, train, "classification") == expected
+    assert get_task("classification").label_list(tmp_path, train) == expected
 
 
 def test_label_list_from_train_ner_puts_o_first(tmp_path):
     train = [NerExample(("a", "b", "c"), ("I-PER", "B-PER", "O")),
              NerExample(("d",), ("B-LOC",))]
-    assert load_label_list(tmp_path, train, "ner") == ["O", "B-LOC", "B-PER", "I-PER"]
+    assert get_task("ner").label_list(tmp_path, train) == ["O", "B-LOC", "B-PER", "I-PER"]
+
+
+@pytest.mark.parametrize("kind, content", [
+    ("classification", "text\tlabel\ngood film\tpos\nbad film\tneg\n"),
+    ("pairwise", "premise\thypothesis\tgold_label\na\tb\tyes\nc\td\tno\n"),
+    ("ner", "tokens\ttags\njohn works\tB-PER O\n"),
+])
+def test_a_header_row_is_refused_with_a_hint(tmp_path, kind, content):
+    path = write(tmp_path / "train.tsv", content)
+    with pytest.raises(InputFormatError, match="line 1 looks like a header row") as caught:
+        get_task(kind).read_labeled(path)
+    assert caught.value.line_no == 1
+
+
+def test_a_first_row_whose_label_recurs_is_data(tmp_path):
+    path = write(tmp_path / "train.tsv", "label\tlabel\nlabel the box\tlabel\nother\tnone\n")
+    assert [e.label for e in get_task("classification").read_labeled(path)] == ["label", "label", "none"]
+
+
+def test_a_header_row_with_a_label_list_gets_the_hint(tmp_path):
+    path = write(tmp_path / "dev.tsv", "text\tlabel\ngood film\tpos\n")
+    with pytest.raises(InputFormatError, match="line 1 looks like a header row"):
+        get_task("classification").read_labeled(path, ["pos", "neg"])
+
+
+def test_missing_and_directory_files_name_the_path(tmp_path):
+    with pytest.raises(InputFileError, match="file not found"):
+        get_task("ner").read_labeled(tmp_path / "nope.tsv")
+    with pytest.raises(InputFileError, match="is a directory"):
+        get_task("ner").read_unlabeled(tmp_path)

@@ -6,11 +6,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xdistil.data.readers import check_kind
 
 IGNORE_INDEX = -100
 LONG_POLICIES = ("window", "truncate")
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class EncodingSettings:
+    """How text becomes model inputs: the sequence length, what happens to NER sentences longer than
+    it, and whether bare SentencePiece word markers are dropped (see `encode_ner`)."""
+
+    seq_len: int
+    long_sequence_policy: str = "window"
+    bare_word_marker: str = "keep"  # "drop" | "keep"
 
 
 @dataclass
@@ -71,12 +80,44 @@ def _tag_ids(example, label2id, example_number):
     return np.array([label2id[tag] for tag in example.tags], dtype=np.int32)
 
 
-def _subtoken_counts(tokenizer, word_lists):
-    """Number of sub-tokens of each word, special tokens excluded."""
+def bare_marker_id(tokenizer) -> int | None:
+    """The id of SentencePiece's bare word-start piece "▁", if the tokenizer has one."""
+    marker = tokenizer.convert_tokens_to_ids("\u2581")
+    return None if marker is None or marker == tokenizer.unk_token_id else marker
+
+
+def _droppable(ids, words, marker) -> list[bool]:
+    """Positions holding a bare "▁" piece followed by another piece of the same word.
+
+    SentencePiece tokenizers (XLM-R, e5) encode a pre-split word with no piece of its own, such as a
+    single CJK character, as "▁" + the character: the word's first sub-token would be the empty piece
+    and every sequence of such words twice as long."""
+    return [marker is not None and token == marker and word is not None and i + 1 < len(ids)
+            and words[i + 1] == word for i, (token, word) in enumerate(zip(ids, words))]
+
+
+def _subtoken_counts(tokenizer, word_lists, marker):
+    """Number of sub-tokens of each word, special tokens and droppable bare markers excluded."""
     encoding = tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False,
                          verbose=False)
-    return [np.bincount(np.asarray(encoding.word_ids(i), dtype=np.int64), minlength=len(words))
-            for i, words in enumerate(word_lists)]
+    counts = []
+    for i, words in enumerate(word_lists):
+        word_ids = encoding.word_ids(i)
+        dropped = _droppable(encoding["input_ids"][i], word_ids, marker)
+        kept = [word for word, drop in zip(word_ids, dropped) if not drop]
+        counts.append(np.bincount(np.asarray(kept, dtype=np.int64), minlength=len(words)))
+    return counts
+
+
+def _fit_row(ids, words, seq_len):
+    """A row cut to `seq_len` tokens, keeping its trailing special tokens (a word longer than the budget
+    loses its last sub-tokens, as the tokenizer's own truncation would cut it)."""
+    if len(ids) <= seq_len:
+        return ids, words
+    last_word = max(i for i, word in enumerate(words) if word is not None)
+    tail = len(ids) - last_word - 1
+    keep = seq_len - tail
+    return ids[:keep] + ids[-tail:] if tail else ids[:keep], words[:keep] + words[-tail:] if tail else words[:keep]
 
 
 def _plan_windows(counts, budget):
@@ -95,15 +136,17 @@ def _plan_windows(counts, budget):
     return windows
 
 
-def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window"):
+def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window", drop_bare_markers=False):
     """Encode NER examples, labeling the first sub-token of each word.
 
     Sentences longer than `seq_len` are split at word boundaries into several rows
     (`long_policy="window"`) or cut after the first window ("truncate"); a single word with
     too many sub-tokens keeps what fits. Words that tokenize to nothing are replaced by the
-    unknown token so that they keep a position. Returns `(features, stats)` with stats
-    "examples", "rows", "split_examples" (examples spread over several rows),
-    "truncated_examples" and "truncated_words" (words that lost sub-tokens, cut or dropped).
+    unknown token so that they keep a position. With `drop_bare_markers`, a bare SentencePiece
+    "▁" piece that starts a word with more pieces is left out (see `_droppable`). Returns
+    `(features, stats)` with stats "examples", "rows", "split_examples" (examples spread over
+    several rows), "truncated_examples", "truncated_words" (words that lost sub-tokens, cut or
+    dropped) and "dropped_markers".
     """
     _check_fast(tokenizer)
     if long_policy not in LONG_POLICIES:
@@ -111,6 +154,7 @@ def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window"):
     budget = seq_len - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
         raise ValueError(f"seq_len {seq_len} leaves no room next to the special tokens")
+    marker = bare_marker_id(tokenizer) if drop_bare_markers else None
     word_lists = [list(example.tokens) for example in examples]
     for number, words in enumerate(word_lists):
         if not words:
@@ -119,10 +163,10 @@ def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window"):
 
     rows = []  # (example number, first word, end word)
     stats = {"examples": len(examples), "rows": 0, "split_examples": 0,
-             "truncated_examples": 0, "truncated_words": 0}
-    subtoken_counts = _subtoken_counts(tokenizer, word_lists)
+             "truncated_examples": 0, "truncated_words": 0, "dropped_markers": 0}
+    subtoken_counts = _subtoken_counts(tokenizer, word_lists, marker)
     for number, (words, counts) in enumerate(zip(word_lists, subtoken_counts)):
-        # Planned as one sub-token; the second call truncates in case it is more.
+        # Planned as one sub-token; the row is cut below in case it is more.
         if tokenizer.unk_token is not None:
             for word in np.flatnonzero(counts == 0):
                 words[word] = tokenizer.unk_token
@@ -141,12 +185,21 @@ def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window"):
         return _no_features(seq_len, ner=True), stats
 
     encoding = tokenizer([word_lists[number][start:end] for number, start, end in rows],
-                         is_split_into_words=True, truncation=True, max_length=seq_len,
-                         padding="max_length")
-    input_ids, attention_mask, token_type_ids = _model_inputs(encoding)
-    # word_ids() gives None for special tokens and padding; as floats those become NaN.
-    local_word = np.array([encoding.word_ids(row) for row in range(len(rows))], dtype=np.float64)
-    local_word = np.nan_to_num(local_word, nan=-1).astype(np.int32)
+                         is_split_into_words=True, verbose=False)
+    input_ids = np.full((len(rows), seq_len), tokenizer.pad_token_id or 0, dtype=np.int32)
+    attention_mask = np.zeros((len(rows), seq_len), dtype=np.int32)
+    local_word = np.full((len(rows), seq_len), -1, dtype=np.int32)
+    for row in range(len(rows)):
+        ids, words = encoding["input_ids"][row], encoding.word_ids(row)
+        dropped = _droppable(ids, words, marker)
+        stats["dropped_markers"] += sum(dropped)
+        ids = [token for token, drop in zip(ids, dropped) if not drop]
+        words = [word for word, drop in zip(words, dropped) if not drop]
+        ids, words = _fit_row(ids, words, seq_len)
+        input_ids[row, :len(ids)] = ids
+        attention_mask[row, :len(ids)] = 1
+        local_word[row, :len(ids)] = [-1 if word is None else word for word in words]
+    token_type_ids = np.zeros_like(input_ids)  # one segment
     previous_word = np.pad(local_word[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
     is_first_subtoken = (local_word >= 0) & (local_word != previous_word)
 
@@ -162,13 +215,6 @@ def encode_ner(tokenizer, examples, seq_len, label2id, long_policy="window"):
     return features, stats
 
 
-def _is_pair_task(examples):
-    has_pair = {example.text_b is not None for example in examples}
-    if len(has_pair) > 1:
-        raise ValueError("examples mix text pairs and single texts")
-    return has_pair == {True}
-
-
 def _label_id(label, label2id, example_number):
     if label is None:
         return IGNORE_INDEX
@@ -177,17 +223,19 @@ def _label_id(label, label2id, example_number):
     return label2id[label]
 
 
-def encode_texts(tokenizer, examples, seq_len, label2id):
-    """Encode classification texts or pairwise text pairs, truncating longest-first and
+def encode_texts(tokenizer, examples, seq_len, label2id, pair: bool):
+    """Encode classification texts (`pair` False) or pairwise text pairs, truncating longest-first and
     padding to `seq_len`. Returns `(features, stats)` with stats "examples" and
     "truncated_examples"."""
     _check_fast(tokenizer)
+    if any((example.text_b is not None) != pair for example in examples):
+        raise ValueError("every example must be a text pair" if pair else "examples must be single texts")
     if not examples:
         return _no_features(seq_len, ner=False), {"examples": 0, "truncated_examples": 0}
     labels = np.array([_label_id(example.label, label2id, number)
                        for number, example in enumerate(examples)], dtype=np.int32)
     texts = [[example.text_a for example in examples]]
-    if _is_pair_task(examples):
+    if pair:
         texts.append([example.text_b for example in examples])
     encoding = tokenizer(*texts, truncation="longest_first", max_length=seq_len,
                          padding="max_length")
@@ -197,16 +245,6 @@ def encode_texts(tokenizer, examples, seq_len, label2id):
     features = Features(input_ids, attention_mask, token_type_ids, labels, None,
                         np.arange(len(examples), dtype=np.int32), len(examples))
     return features, {"examples": len(examples), "truncated_examples": truncated}
-
-
-def encode(tokenizer, examples, kind, seq_len, label2id, long_policy="window"):
-    """Encode examples of task `kind` (see encode_ner / encode_texts)."""
-    check_kind(kind)
-    if kind == "ner":
-        return encode_ner(tokenizer, examples, seq_len, label2id, long_policy)
-    if examples and _is_pair_task(examples) != (kind == "pairwise"):
-        raise ValueError(f"examples do not match task kind {kind!r}")
-    return encode_texts(tokenizer, examples, seq_len, label2id)
 
 
 def decode_ner(pred_ids, features, num_words, id2label):

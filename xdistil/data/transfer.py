@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from xdistil.data.readers import check_kind, is_blank, iter_lines, parse_unlabeled_line
+from xdistil.data.readers import is_blank, iter_lines
+from xdistil.errors import InputFileError
 
 
 def transfer_paths(spec) -> list[str]:
@@ -20,7 +21,7 @@ def transfer_paths(spec) -> list[str]:
         raise ValueError(f"no transfer file in {spec!r}")
     for path in paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"transfer file not found: {path}")
+            raise InputFileError(path, "transfer file not found")
     return paths
 
 
@@ -31,16 +32,15 @@ class TransferChunkReader:
     Chunks are numbered over the non-blank lines, so chunk `i` holds the same examples
     whatever chunk a pass starts from; a run that resumes at chunk `i` gets exactly what
     it would have got without stopping. Blank lines are skipped. With `max_lines`, only the
-    first `max_lines` examples are read. `paths` is as for `transfer_paths`; errors name the
-    file and line.
+    first `max_lines` examples are read. `paths` is as for `transfer_paths`; `task` parses the
+    lines; errors name the file and line.
     """
 
-    def __init__(self, paths, kind, chunk_size, max_lines: int | None = None):
-        check_kind(kind)
+    def __init__(self, paths, task, chunk_size, max_lines: int | None = None):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.paths = transfer_paths(paths)
-        self.kind = kind
+        self.task = task
         self.chunk_size = chunk_size
         self.max_lines = max_lines
         self.skipped_blank_lines = 0
@@ -66,7 +66,7 @@ class TransferChunkReader:
             non_blank_seen += 1
             if non_blank_seen <= first_kept:
                 continue
-            examples.append(parse_unlabeled_line(line, self.kind, path, line_no))
+            examples.append(self.task.parse_unlabeled(line, path, line_no))
             if len(examples) == self.chunk_size:
                 yield (non_blank_seen - 1) // self.chunk_size, examples
                 examples = []
@@ -77,3 +77,16 @@ class TransferChunkReader:
         for path in self.paths:
             for line_no, line in iter_lines(path):
                 yield path, line_no, line
+
+
+class ExamplesChunkReader:
+    """Examples already in memory (the texts of the training examples used, when there is no transfer
+    file) as consecutive chunks, with the interface of TransferChunkReader."""
+
+    def __init__(self, examples, chunk_size):
+        self.examples = list(examples)
+        self.chunk_size = chunk_size
+
+    def chunks(self, start_chunk=0):
+        for index in range(start_chunk, -(-len(self.examples) // self.chunk_size)):
+            yield index, self.examples[index * self.chunk_size:(index + 1) * self.chunk_size]

@@ -9,6 +9,7 @@ what the optimizer's gradient all-reduce computes) is exactly the single-device 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -16,10 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from xdistil.config import BATCH_SIZE_SCOPES, STRATEGIES
+from xdistil.errors import XdistilError
 
 log = logging.getLogger(__name__)
-
-
 
 def split_cpu(num_virtual_cpus: int) -> None:
     """Split the first physical CPU into `num_virtual_cpus` logical devices (before TensorFlow starts)."""
@@ -111,6 +111,15 @@ class Distribution:
         if scope not in BATCH_SIZE_SCOPES:
             raise ValueError(f"--batch_size_scope must be one of {BATCH_SIZE_SCOPES}, got {scope!r}")
         return batch_size * self.num_replicas if scope == "per_replica" else batch_size
+
+    @contextlib.contextmanager
+    def lost_worker_errors(self):
+        """Turn the error a collective raises when another worker died into a clear XdistilError, so that
+        every worker stops (none hangs) with a message saying how to resume."""
+        try:
+            yield
+        except LOST_WORKER_ERRORS as error:
+            raise XdistilError(lost_worker_message(error), "TF_CONFIG cluster") from None
 
     def barrier(self) -> None:
         """Wait until every worker gets here (a collective all-reduce); free with one worker."""

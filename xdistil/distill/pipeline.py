@@ -1,17 +1,26 @@
-"""The whole XtremeDistil run: teacher, student, stages 1-3, model directory and metrics."""
+"""The whole XtremeDistil run: checks, teacher, student, stages 1-3, model directory and metrics.
+
+    run_distillation(config)
+      check_distillation          every input, before any model is built (xdistil.preflight)
+      claim_run_directory         resume an identical run, or stop before writing anything
+      trimmed_vocabulary          --trim_vocabulary: only the pieces the run's text uses
+      obtain_teacher              fine-tuned on train unless it has a head; must beat the trivial baseline
+      build_student               pretrained / from scratch / teacher layers; compressed embeddings
+      TransferSource              transfer chunks with the teacher's logits, cached once
+      run_stages                  representation -> logit -> fine-tuning, each resumable
+      write_model_directory       model/, metrics.json, the config marked done
+"""
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-import os
 import time
-from pathlib import Path
 
 import tensorflow as tf
 import tf_keras
 
-from xdistil.config import DistilConfig, save_run_config
-from xdistil.data.encoding import encode
-from xdistil.data.transfer import TransferChunkReader, transfer_paths
+from xdistil.config import RESUMABLE_SETTINGS, DistilConfig, save_run_config
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
@@ -19,146 +28,93 @@ from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_
 from xdistil.distill.teacher_cache import TeacherLogitCache
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
-from xdistil.evaluate import PRIMARY_METRIC
+from xdistil.distill.vocabulary import trimmed_vocabulary
+from xdistil.errors import XdistilError
 from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
-from xdistil.models.loading import (has_task_head, load_task_model, load_tokenizer, save_word_embedding,
-                                    word_embedding_variable)
+from xdistil.model_dir import claim_run_directory
+from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
 from xdistil.models.student import build_student
-from xdistil.task_data import Evaluator, encode_task_data, read_task_files
+from xdistil.models.vocab_trimming import trim_model_vocab
+from xdistil.preflight import DistillationInputs, check_distillation
+from xdistil.task_data import Evaluator, TaskData, encode_task_data
 
 log = logging.getLogger(__name__)
 
-
-def obtain_teacher(config, data, trainer, distribution, model_dir: Path):
-    """The task teacher: model_dir/teacher if present, the checkpoint if it has a head for these labels,
-    else the checkpoint fine-tuned on train with dev early stopping (saved to model_dir/teacher)."""
-    strategy = distribution.strategy
-    kind, labels = config.task_kind, data.labels
-    saved = model_dir / "teacher"
-    if (saved / "config.json").exists():
-        log.info("reusing fine-tuned teacher %s", saved)
-        with strategy.scope():
-            return load_task_model(str(saved), kind, labels), str(saved)
-    checkpoint = config.pt_teacher_checkpoint
-    with strategy.scope():
-        teacher = load_task_model(checkpoint, kind, labels)
-    if has_task_head(checkpoint, kind, labels):
-        log.info("teacher %s already has a head for %s", checkpoint, labels)
-        return teacher, checkpoint
-    log.info("teacher %s has no head for these labels: fine-tuning it on train", checkpoint)
-    evaluator = Evaluator(teacher, kind, labels, config.eval_batch_size)
-    trainer.run(Stage(
-        name="teacher", model=teacher, groups=[teacher.trainable_variables],
-        compute_loss=cross_entropy_loss(teacher), source=LabeledSource(data.train.features),
-        epochs=config.teacher_epochs, learning_rate=config.teacher_learning_rate,
-        evaluate=lambda: evaluator(data.dev), metric=PRIMARY_METRIC[kind],
-        patience=config.early_stopping_patience))
-    if distribution.is_chief:
-        tokenizer = load_tokenizer(checkpoint)
-        atomic_save_dir(saved, lambda tmp: (teacher.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
-    return teacher, str(saved)
+# The teacher must beat the trivial baseline on dev by this much (points of its metric x100).
+WEAK_TEACHER_MARGIN = 1.0
 
 
-def _file_fingerprint(path: str) -> dict:
-    stat = os.stat(path)
-    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime": int(stat.st_mtime)}
+class WeakTeacherError(XdistilError):
+    """The fine-tuned teacher is no better than predicting the majority label (all "O" for NER)."""
 
 
-def _teacher_fingerprint(teacher_source: str) -> dict:
-    for weights in ("tf_model.h5", "model.safetensors"):
-        path = Path(teacher_source) / weights
-        if path.exists():
-            return _file_fingerprint(str(path))
-    return {"name": teacher_source}
+def run_identity(config: DistilConfig, inputs: DistillationInputs) -> dict:
+    """What makes two runs the same run: settings, labels and input fingerprints (as saved: JSON values)."""
+    return json.loads(json.dumps({"settings": config.settings(), "labels": inputs.labels,
+                                  "inputs": inputs.fingerprints}))
 
 
-def run_distillation(config: DistilConfig) -> dict:
-    """Run every stage (resuming what a killed run left), write the model directory, return metrics."""
+def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()) -> dict:
+    """Run every stage (resuming what a killed run left), write the model directory, return metrics.
+
+    `callbacks` (TrainerCallback) hear about each stage and the teacher-logit cache fill."""
     started = time.time()
-    distribution = Distribution.create(config.strategy, config.num_virtual_cpus, config.tpu)  # before any TF op
-    strategy = distribution.strategy
-    chief = distribution.is_chief
-    model_dir = config.path
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tf_keras.utils.set_random_seed(config.seed)
-    tf_keras.mixed_precision.set_global_policy(config.opt_policy)
-    kind = config.task_kind
-    metric = PRIMARY_METRIC[kind]
+    inputs = check_distillation(config)  # reads files and configs only: no TensorFlow op yet
+    identity = run_identity(config, inputs)
+    distribution = Distribution.create(config.runtime.strategy, config.runtime.num_virtual_cpus, config.runtime.tpu)
+    with distribution.lost_worker_errors():
+        model_dir = config.path
+        resumed = claim_run_directory(model_dir, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS,
+                                      delete=distribution.is_chief)
+        distribution.barrier()
+        if resumed:
+            log.info("resuming the run in %s", model_dir)
+        if distribution.is_chief:
+            save_run_config(model_dir, {**identity["settings"], "model_dir": str(model_dir), "labels": inputs.labels,
+                                        "inputs": inputs.fingerprints, "status": "running"})
+        return _distil(config, inputs, distribution, callbacks, started)
 
-    labels, splits = read_task_files(config.task, kind, config.max_train_examples)
-    transfer_files = transfer_paths(config.transfer_file or str(Path(config.task) / "train.tsv"))
-    tokenizer = load_tokenizer(config.pt_teacher_checkpoint)
-    data = encode_task_data(labels, splits, tokenizer, kind, config.seq_len, config.long_sequence_policy)
-    if chief:
-        save_run_config(config, data.labels, {"status": "running"})
-    trainer = StageTrainer(config, distribution, model_dir / "checkpoints", model_dir / "logs")
 
-    teacher, teacher_source = obtain_teacher(config, data, trainer, distribution, model_dir)
+def _saved_identity(payload: dict) -> dict:
+    from xdistil.config import SECTIONS
+
+    return {"settings": {name: payload.get(name, {}) for name in SECTIONS}, "labels": payload.get("labels"),
+            "inputs": payload.get("inputs")}
+
+
+def _distil(config: DistilConfig, inputs: DistillationInputs, distribution, callbacks, started) -> dict:
+    model_dir, task = config.path, inputs.task
+    tf_keras.utils.set_random_seed(config.trainer.seed)
+    tf_keras.mixed_precision.set_global_policy(config.runtime.opt_policy)
+    kept_pieces, vocabulary = None, None
+    if config.data.trim_vocabulary:
+        reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
+        tokenizer, kept_pieces, vocabulary = trimmed_vocabulary(config.data, task, inputs.splits, reader,
+                                                                inputs.tokenizer, model_dir, distribution)
+        inputs = dataclasses.replace(inputs, tokenizer=tokenizer)
+    data = encode_task_data(task, inputs.labels, inputs.splits, inputs.tokenizer, config.data.encoding)
+    trainer = StageTrainer(config.trainer, config.runtime, config.data.seq_len, distribution,
+                           model_dir / "checkpoints", model_dir / "logs", callbacks)
+
+    teacher, teacher_source = obtain_teacher(config, task, data, trainer, distribution, inputs.tokenizer,
+                                             kept_pieces)
     teacher.trainable = False
-    teacher_eval = Evaluator(teacher, kind, data.labels, config.eval_batch_size)
-    metrics = {"metric": metric, "teacher": {"source": teacher_source, "dev": teacher_eval(data.dev)}}
-    log.info("teacher dev %s %.4f", metric, metrics["teacher"]["dev"][metric])
+    teacher_eval = Evaluator(teacher, task, data.labels, config.trainer.eval_batch_size)
+    metrics = {"metric": task.metric, "teacher": {"source": teacher_source, "dev": teacher_eval(data.dev)}}
+    log.info("teacher dev %s %.4f", task.metric, metrics["teacher"]["dev"][task.metric])
+    metrics["trivial_baseline"] = check_teacher_learned(config, task, data, metrics["teacher"]["dev"])
+    if vocabulary is not None:
+        metrics["vocabulary"] = vocabulary
 
-    with strategy.scope():
-        student = build_student(config, teacher, tokenizer, data.labels)
-    frozen = [word_embedding_variable(student)] if config.freeze_word_embedding else []
-    groups = unfreezing_groups(student, frozen)
-    student_eval = Evaluator(student, kind, data.labels, config.eval_batch_size)
+    with distribution.strategy.scope():
+        student = build_student(config.student, task, teacher, inputs.tokenizer, data.labels)
     log.info("student: %d layers, hidden %d, %d heads, %.1fM parameters", student.config.num_hidden_layers,
              student.config.hidden_size, student.config.num_attention_heads, student.count_params() / 1e6)
+    transfer = _transfer_source(config, inputs, data, teacher, teacher_source, distribution, callbacks)
+    metrics["stages"] = run_stages(config, task, data, teacher, student, transfer, trainer, distribution)
 
-    label2id = {label: i for i, label in enumerate(data.labels)}
-    if not config.transfer_file:
-        log.warning("no --transfer_file: using the texts of train.tsv as transfer data")
-
-    def encode_chunk(examples):
-        return encode(tokenizer, examples, kind, config.seq_len, label2id, config.long_sequence_policy)[0]
-
-    cache_key = {"teacher": _teacher_fingerprint(teacher_source),
-                 "transfer": [_file_fingerprint(path) for path in transfer_files],
-                 "seq_len": config.seq_len, "chunk_size": config.distil_chunk_size, "kind": kind,
-                 "labels": data.labels, "long_sequence_policy": config.long_sequence_policy,
-                 "max_transfer_lines": config.max_transfer_lines}
-    reader = TransferChunkReader(transfer_files, kind, config.distil_chunk_size, config.max_transfer_lines)
-    cache = None
-    if config.teacher_logit_cache:
-        # The chief checks the key (a stale cache is deleted) before any worker writes to it.
-        cache = TeacherLogitCache(model_dir / "cache" / "teacher_logits", cache_key, owner=chief)
-        distribution.barrier()
-    transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.eval_batch_size), cache)
-    transfer.fill_cache(distribution.worker_index, distribution.num_workers, distribution.barrier)
-
-    stage_factories = [
-        ("representation", lambda: _representation_stage(config, teacher, student, transfer, strategy, groups)),
-        ("logit", lambda: Stage(
-            name="logit", model=student, groups=groups, gradual=True, source=transfer,
-            compute_loss=logit_distillation_loss(student, kind, config.logit_loss, config.temperature),
-            epochs=config.logit_epochs, learning_rate=config.distil_learning_rate,
-            evaluate=lambda: student_eval(data.dev), metric=metric)),
-        ("finetune", lambda: Stage(
-            name="finetune", model=student, groups=groups, gradual=True,
-            source=LabeledSource(data.train.features), compute_loss=cross_entropy_loss(student),
-            epochs=config.finetune_epochs, learning_rate=config.learning_rate,
-            evaluate=lambda: student_eval(data.dev), metric=metric, patience=config.early_stopping_patience)),
-    ]
-    stages = {}
-    pending_weights = None
-    for name, make_stage in stage_factories:
-        if trainer.is_done(name):
-            pending_weights = trainer.final_weights(name)
-            stages[name] = trainer.summary(name)
-            continue
-        if pending_weights is not None:
-            student.load_weights(str(pending_weights))
-            pending_weights = None
-        stage_started = time.time()
-        stages[name] = trainer.run(make_stage())
-        stages[name]["seconds"] = round(time.time() - stage_started, 1)
-    if pending_weights is not None:
-        student.load_weights(str(pending_weights))
-
-    metrics["stages"] = stages
+    student_eval = Evaluator(student, task, data.labels, config.trainer.eval_batch_size)
     metrics["student"] = {"dev": student_eval(data.dev)}
     if data.test is not None:  # scored once, at the end, for the selected models
         metrics["teacher"]["test"] = teacher_eval(data.test)
@@ -166,29 +122,165 @@ def run_distillation(config: DistilConfig) -> dict:
     metrics["student"]["parameters"] = int(student.count_params())
     metrics["teacher"]["parameters"] = int(teacher.count_params())
     metrics["wall_seconds"] = round(time.time() - started, 1)
-    metrics["distribution"] = {"strategy": config.strategy, "replicas": distribution.num_replicas,
+    metrics["distribution"] = {"strategy": config.runtime.strategy, "replicas": distribution.num_replicas,
                                "workers": distribution.num_workers, "global_batch_size": trainer.batch_size}
-    log.info("teacher dev %.4f | student dev %.4f%s", metrics["teacher"]["dev"][metric],
-             metrics["student"]["dev"][metric],
-             f" | teacher test {metrics['teacher']['test'][metric]:.4f} student test "
-             f"{metrics['student']['test'][metric]:.4f}" if data.test is not None else "")
-    if not chief:
-        return metrics
-    atomic_save_dir(model_dir / "model", lambda tmp: (student.save_pretrained(str(tmp)),
-                                                      tokenizer.save_pretrained(str(tmp))))
-    if config.compress_word_embedding or config.freeze_word_embedding:
-        save_word_embedding(student, model_dir / "word_embedding.npy")
-    atomic_write_json(model_dir / "metrics.json", metrics)
-    save_run_config(config, data.labels, {"status": "done", "teacher_source": teacher_source})
+    log.info("teacher dev %.4f | student dev %.4f%s", metrics["teacher"]["dev"][task.metric],
+             metrics["student"]["dev"][task.metric],
+             f" | teacher test {metrics['teacher']['test'][task.metric]:.4f} student test "
+             f"{metrics['student']['test'][task.metric]:.4f}" if data.test is not None else "")
+    if distribution.is_chief:
+        write_model_directory(config, inputs, student, metrics, teacher_source)
     return metrics
 
 
-def _representation_stage(config, teacher, student, transfer, strategy, groups) -> Stage:
+def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTrainer, distribution, tokenizer,
+                   kept_pieces=None):
+    """The task teacher: model_dir/teacher if present, the checkpoint if it has a head for these labels,
+    else the checkpoint fine-tuned on train with dev early stopping (saved to model_dir/teacher). With
+    `kept_pieces` (a trimmed vocabulary), the checkpoint's word embeddings are cut to those rows first."""
+    saved = config.path / "teacher"
+    if (saved / "config.json").exists():
+        log.info("reusing fine-tuned teacher %s", saved)
+        with distribution.strategy.scope():
+            return load_task_model(str(saved), task, data.labels), str(saved)
+    checkpoint = config.teacher.pt_teacher_checkpoint
+    with distribution.strategy.scope():
+        teacher = load_task_model(checkpoint, task, data.labels)
+        if kept_pieces is not None:
+            teacher = trim_model_vocab(teacher, kept_pieces)
+    if has_task_head(checkpoint, task, data.labels):
+        log.info("teacher %s already has a head for %s", checkpoint, data.labels)
+        if kept_pieces is None:
+            return teacher, checkpoint
+    else:
+        log.info("teacher %s has no head for these labels: fine-tuning it on train", checkpoint)
+        evaluator = Evaluator(teacher, task, data.labels, config.trainer.eval_batch_size)
+        trainer.run(Stage(
+            name="teacher", model=teacher, groups=[teacher.trainable_variables], task=task,
+            compute_loss=cross_entropy_loss(teacher), source=LabeledSource(data.train.features),
+            epochs=config.teacher.teacher_epochs, min_steps=config.teacher.teacher_min_steps,
+            learning_rate=config.teacher.teacher_learning_rate, evaluate=lambda: evaluator(data.dev),
+            metric=task.metric, patience=config.trainer.early_stopping_patience))
+    if distribution.is_chief:  # the fine-tuned (or trimmed) teacher, with the tokenizer the run uses
+        atomic_save_dir(saved, lambda tmp: (teacher.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
+    return teacher, str(saved)
+
+
+def check_teacher_learned(config: DistilConfig, task, data: TaskData, teacher_dev: dict) -> dict:
+    """Stop (unless --allow_weak_teacher) when the teacher does not beat the trivial baseline on dev."""
+    baseline = task.trivial_score(data.train.examples, data.dev.examples, data.labels)
+    teacher_score, baseline_score = teacher_dev[task.metric], baseline[task.metric]
+    if 100.0 * (teacher_score - baseline_score) >= WEAK_TEACHER_MARGIN:
+        return baseline
+    message = (f"the teacher scores dev {task.metric} {teacher_score:.4f}, not {WEAK_TEACHER_MARGIN:g} point above "
+               f"the trivial baseline ({task.trivial_name(data.train.examples, data.labels)}: {baseline_score:.4f}): "
+               "a student of it would learn nothing. Fine-tune it longer or faster (--teacher_epochs, "
+               "--teacher_min_steps, --teacher_learning_rate, with --overwrite) or give a better "
+               "--pt_teacher_checkpoint; --allow_weak_teacher goes on anyway")
+    if not config.teacher.allow_weak_teacher:
+        raise WeakTeacherError(message, str(config.path / "teacher"))
+    log.warning("%s", message)
+    return baseline
+
+
+def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher, teacher_source, distribution,
+                     callbacks) -> TransferSource:
+    """The transfer data in chunks with the teacher's logits, filled into the cache once (by every worker)."""
+    task, settings = inputs.task, config.data
+    if inputs.transfer_files is None:
+        log.warning("no --transfer_file: using the texts of the %d training examples as transfer data",
+                    len(data.train.examples))
+    label2id = {label: i for i, label in enumerate(data.labels)}
+
+    def encode_chunk(examples):
+        return task.encode(inputs.tokenizer, examples, label2id, settings.encoding)[0]
+
+    reader = inputs.transfer_reader(settings.distil_chunk_size, settings.max_transfer_lines)
+    cache = None
+    if config.distillation.teacher_logit_cache:
+        from xdistil.fingerprints import checkpoint_fingerprint
+
+        key = {"teacher": checkpoint_fingerprint(teacher_source), "transfer": inputs.fingerprints["transfer"],
+               "train": inputs.fingerprints["task_files"]["train"] if inputs.transfer_files is None else None,
+               "seq_len": settings.seq_len, "chunk_size": settings.distil_chunk_size, "kind": task.kind,
+               "labels": data.labels, "encoding": dataclasses.asdict(settings.encoding),
+               "max_transfer_lines": settings.max_transfer_lines,
+               "max_train_examples": settings.max_train_examples if inputs.transfer_files is None else None}
+        # The chief checks the key (a stale cache is deleted) before any worker writes to it.
+        cache = TeacherLogitCache(config.path / "cache" / "teacher_logits", key, owner=distribution.is_chief)
+        distribution.barrier()
+    transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.trainer.eval_batch_size), cache)
+    for callback in callbacks:
+        callback.on_stage_begin("teacher_logit_cache")
+    fill_started = time.time()
+    transfer.fill_cache(distribution.worker_index, distribution.num_workers, distribution.barrier)
+    for callback in callbacks:
+        callback.on_stage_end("teacher_logit_cache", {"seconds": round(time.time() - fill_started, 1)})
+    return transfer
+
+
+def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, transfer: TransferSource,
+               trainer: StageTrainer, distribution) -> dict:
+    """Stages 1-3 in order; a finished stage is skipped (its final weights carried into the next)."""
+    frozen = [word_embedding_variable(student)] if config.student.freeze_word_embedding else []
+    groups = unfreezing_groups(student, frozen)
+    student_eval = Evaluator(student, task, data.labels, config.trainer.eval_batch_size)
+    settings = config.distillation
+    stage_factories = [
+        ("representation", settings.representation_epochs,
+         lambda: _representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)),
+        ("logit", settings.logit_epochs, lambda: Stage(
+            name="logit", model=student, groups=groups, gradual=True, source=transfer, task=task,
+            compute_loss=logit_distillation_loss(student, task, settings.logit_loss, settings.temperature),
+            epochs=settings.logit_epochs, learning_rate=settings.distil_learning_rate,
+            evaluate=lambda: student_eval(data.dev), metric=task.metric)),
+        ("finetune", settings.finetune_epochs, lambda: Stage(
+            name="finetune", model=student, groups=groups, gradual=True, task=task,
+            source=LabeledSource(data.train.features), compute_loss=cross_entropy_loss(student),
+            epochs=settings.finetune_epochs, learning_rate=settings.learning_rate,
+            evaluate=lambda: student_eval(data.dev), metric=task.metric,
+            patience=config.trainer.early_stopping_patience)),
+    ]
+    stages = {}
+    pending_weights = None
+    for name, epochs, make_stage in stage_factories:
+        if epochs == 0:
+            log.info("stage %s: 0 epochs, skipped", name)
+            continue
+        if trainer.is_done(name):
+            pending_weights = trainer.final_weights(name)
+            stages[name] = trainer.summary(name)
+            continue
+        if pending_weights is not None:
+            student.load_weights(str(pending_weights))
+            pending_weights = None
+        stages[name] = trainer.run(make_stage())
+    if pending_weights is not None:
+        student.load_weights(str(pending_weights))
+    return stages
+
+
+def write_model_directory(config: DistilConfig, inputs: DistillationInputs, student, metrics: dict,
+                          teacher_source: str) -> None:
+    """model/ (a plain HF TF model directory with the tokenizer), metrics.json, then the config marked done."""
+    model_dir = config.path
+    atomic_save_dir(model_dir / "model", lambda tmp: (student.save_pretrained(str(tmp)),
+                                                      inputs.tokenizer.save_pretrained(str(tmp))))
+    if config.student.compress_word_embedding or config.student.freeze_word_embedding:
+        save_word_embedding(student, model_dir / "word_embedding.npy")
+    atomic_write_json(model_dir / "metrics.json", metrics)
+    save_run_config(model_dir, {**config.settings(), "model_dir": str(model_dir), "labels": inputs.labels,
+                                "inputs": inputs.fingerprints, "status": "done", "teacher_source": teacher_source})
+
+
+def _representation_stage(config, task, teacher, student, transfer, strategy, groups) -> Stage:
     """Stage 1: every unfrozen student variable (the union of `groups`) trains from the start."""
-    mapping_spec = config.layer_mapping if config.distil_multi_hidden_states else "last"
+    settings = config.distillation
+    mapping_spec = settings.layer_mapping if settings.distil_multi_hidden_states else "last"
     mapping = layer_mapping(mapping_spec, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
-    if config.distil_attention:
-        _check_attention_shapes(teacher, student)
+    if settings.distil_attention and teacher.config.num_attention_heads != student.config.num_attention_heads:
+        log.warning("attention distillation with %d student vs %d teacher heads: comparing head-averaged "
+                    "attention maps", student.config.num_attention_heads, teacher.config.num_attention_heads)
     log.info("representation distillation, layer mapping (student, teacher): %s", mapping)
     with strategy.scope():
         projections = [tf_keras.layers.Dense(teacher.config.hidden_size, dtype="float32", name=f"projection_{s}")
@@ -198,18 +290,10 @@ def _representation_stage(config, teacher, student, transfer, strategy, groups) 
     holder = tf.Module()
     holder.layers = projections
     return Stage(
-        name="representation", model=student, groups=[[v for group in groups for v in group]],
+        name="representation", model=student, groups=[[v for group in groups for v in group]], task=task,
         extra_variables=[v for p in projections for v in p.trainable_variables],
         extra_trackables={"projections": holder},
-        compute_loss=representation_loss(teacher, student, projections, mapping, config.distil_attention,
-                                         config.attention_loss),
-        source=transfer.without_logits(), epochs=config.representation_epochs,
-        learning_rate=config.distil_learning_rate)
-
-
-def _check_attention_shapes(teacher, student) -> None:
-    t_heads, s_heads = teacher.config.num_attention_heads, student.config.num_attention_heads
-    if t_heads != s_heads:
-        log.warning("attention distillation with %d student vs %d teacher heads: comparing head-averaged "
-                    "attention maps", s_heads, t_heads)
-
+        compute_loss=representation_loss(teacher, student, projections, mapping, settings.distil_attention,
+                                         settings.attention_loss),
+        source=transfer.without_logits(), epochs=settings.representation_epochs,
+        learning_rate=settings.distil_learning_rate)

@@ -104,8 +104,25 @@ def steps_per_epoch(rows_per_chunk: list[int], batch_size: int) -> int:
     return sum(math.ceil(rows / batch_size) for rows in rows_per_chunk)
 
 
-def batch_order(num_rows: int, seed: int, stage: str, epoch: int, chunk: int) -> np.ndarray:
-    """A permutation that depends only on its position in training, so that a resumed run replays it."""
+# Rows sorted by length within windows of this many batches, when batches are grouped by length.
+LENGTH_GROUP_BATCHES = 50
+
+
+def batch_order(num_rows: int, seed: int, stage: str, epoch: int, chunk: int, lengths: np.ndarray | None = None,
+                batch_size: int = 1) -> np.ndarray:
+    """A permutation that depends only on its position in training, so that a resumed run replays it.
+
+    With `lengths`, consecutive `batch_size` slices of it hold rows of similar length (rows shuffled, then
+    sorted by length within windows of LENGTH_GROUP_BATCHES batches, and the batches shuffled), so that
+    little of each batch is padding."""
     stage_code = sum(ord(c) for c in stage)
     rng = np.random.default_rng([seed, stage_code, epoch, chunk])
-    return rng.permutation(num_rows)
+    order = rng.permutation(num_rows)
+    if lengths is None or num_rows == 0:
+        return order
+    window = LENGTH_GROUP_BATCHES * batch_size
+    order = np.concatenate([part[np.argsort(-lengths[part], kind="stable")]
+                            for part in np.split(order, range(window, num_rows, window))] or [order])
+    batches = np.split(order, range(batch_size, num_rows, batch_size))
+    full = len(batches) - (num_rows % batch_size > 0)  # a short batch stays last, where the trainer cuts it
+    return np.concatenate([batches[i] for i in rng.permutation(full)] + batches[full:])

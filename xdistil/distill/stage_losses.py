@@ -14,12 +14,6 @@ from xdistil.distill.losses import (attention_kl, attention_mse, hidden_state_ms
 from xdistil.models.loading import model_inputs
 
 
-def label_positions(batch: dict, kind: str):
-    """Positions a logit loss may see: NER first sub-tokens of words; text tasks the real rows
-    (`example_mask`, None meaning all)."""
-    return tf.cast(batch["word_ids"] >= 0, tf.float32) if kind == "ner" else batch.get("example_mask")
-
-
 def representation_loss(teacher, student, projections, mapping, distil_attention: bool, attention_loss: str):
     """Stage 1: hidden-state MSE through learned projections (+ attention MSE or KL) on real tokens."""
     attention_fn = attention_kl if attention_loss == "kl" else attention_mse
@@ -49,12 +43,13 @@ def representation_loss(teacher, student, projections, mapping, distil_attention
     return compute
 
 
-def logit_distillation_loss(student, kind: str, loss: str, temperature: float):
-    """Stage 2: student logits against cached teacher logits (MSE, or KL scaled by T^2)."""
+def logit_distillation_loss(student, task, loss: str, temperature: float):
+    """Stage 2: student logits against cached teacher logits (MSE, or KL scaled by T^2), at the positions
+    the task's logits mean something (NER: first sub-tokens of words; text tasks: the real rows)."""
 
     def compute(batch, training):
         logits = student(model_inputs(student, batch), training=training).logits
-        mask = label_positions(batch, kind)
+        mask = task.logit_loss_mask(batch)
         positions = batch.get("logit_positions")
         if loss == "kl":
             value = logit_kl(logits, batch["teacher_logits"], temperature, mask, positions)

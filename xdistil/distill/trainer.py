@@ -40,6 +40,8 @@ class Stage:
     `compute_loss(batch, training)` returns a dict of float32 scalars with the total under "loss".
     `groups` lists the trainable variables top-down; with `gradual` they are unfrozen one by one,
     else all at once. `evaluate()` returns dev metrics (higher `metric` is better) or is None.
+    The stage runs `epochs` epochs, more if that is fewer than `min_steps` steps; early stopping
+    (`patience` epochs without dev gain) starts once `min_steps` are done.
     """
 
     name: str
@@ -49,12 +51,50 @@ class Stage:
     source: object
     epochs: int
     learning_rate: float
+    task: object  # the Task: how many positions a batch's logit loss sees
     gradual: bool = False
     extra_variables: list = dataclasses.field(default_factory=list)
     extra_trackables: dict = dataclasses.field(default_factory=dict)
     evaluate: Callable | None = None
     metric: str | None = None
     patience: int | None = None
+    min_steps: int = 0
+
+
+class TrainerCallback:
+    """Hooks around each stage (and around other timed steps of a run, such as the teacher-logit cache)."""
+
+    def on_stage_begin(self, name: str) -> None:
+        pass
+
+    def on_stage_end(self, name: str, result: dict) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class _StageState:
+    """A stage's training state: what the checkpoint holds, and the objects built around it."""
+
+    optimizer: object
+    position: dict  # epoch, chunk, batch, bad_epochs: int64 variables
+    best: tf.Variable  # best dev score so far
+    history: tf.Variable  # JSON list of per-epoch summaries
+    epoch_loss: dict  # sum and count of the current epoch's batch losses
+    manager: tf.train.CheckpointManager
+    epochs: int
+    total_steps: int
+    unfreeze_interval: int
+    write_dir: Path
+
+    def value(self, name: str) -> int:
+        return _int(self.position[name])
+
+    @property
+    def step(self) -> int:
+        return _int(self.optimizer.iterations)
+
+    def epochs_done(self) -> list:
+        return json.loads(self.history.numpy().decode())
 
 
 class StageTrainer:
@@ -63,18 +103,22 @@ class StageTrainer:
     Every worker trains and restores from the chief's checkpoints; only the chief writes the
     checkpoints, best weights, logs and markers that others read. The other workers save theirs
     into a scratch directory (saving is collective under multi-worker strategies) deleted after
-    each stage.
+    each stage. `seq_len` is the padded length of static-shape batches (TPU).
     """
 
-    def __init__(self, config, distribution: Distribution, checkpoint_root: Path, log_root: Path):
-        self.config = config
+    def __init__(self, trainer_config, runtime_config, seq_len: int, distribution: Distribution,
+                 checkpoint_root: Path, log_root: Path, callbacks=()):
+        self.config = trainer_config
+        self.opt_policy = runtime_config.opt_policy
+        self.seq_len = seq_len
         self.distribution = distribution
         self.strategy = distribution.strategy
         self.checkpoint_root = Path(checkpoint_root)
         self.log_root = Path(log_root)
+        self.callbacks = list(callbacks)
         self.write_root = self.checkpoint_root if distribution.is_chief \
             else self.checkpoint_root / f".worker_{distribution.worker_index}"
-        self.batch_size = distribution.global_batch_size(config.batch_size, config.batch_size_scope)
+        self.batch_size = distribution.global_batch_size(trainer_config.batch_size, runtime_config.batch_size_scope)
 
     def done_marker(self, stage_name: str) -> Path:
         return self.checkpoint_root / stage_name / "DONE.json"
@@ -93,104 +137,143 @@ class StageTrainer:
         """Train one stage to the end (resuming from its checkpoint) and return its summary."""
         if self.is_done(stage.name):
             return self.summary(stage.name)
-        cfg = self.config
-        chief = self.distribution.is_chief
-        stage_dir = self.checkpoint_root / stage.name
-        write_dir = self.write_root / stage.name
+        for callback in self.callbacks:
+            callback.on_stage_begin(stage.name)
+        started = time.time()
+        state = self._restore(stage)
+        writer = tf.summary.create_file_writer(str(self.log_root / stage.name)) if self.distribution.is_chief \
+            else tf.summary.create_noop_writer()
+        train_steps = {}  # one traced train step per number of unfrozen groups
+        meter = _RateMeter()
+        while not self._finished(stage, state):
+            self._run_epoch(stage, state, writer, train_steps, meter)
+            self._end_epoch(stage, state, writer)
+        writer.flush()
+        result = self._finish(stage, state, time.time() - started)
+        for callback in self.callbacks:
+            callback.on_stage_end(stage.name, result)
+        return result
+
+    def _restore(self, stage: Stage) -> _StageState:
+        """Build the optimizer and the position variables, and restore the stage's latest checkpoint."""
         per_epoch = steps_per_epoch(stage.source.rows_per_chunk(), self.batch_size)
-        total_steps = max(1, per_epoch * stage.epochs)
+        if per_epoch == 0:
+            raise ValueError(f"stage {stage.name!r} has no training examples")
+        epochs = max(stage.epochs, math.ceil(stage.min_steps / per_epoch))
+        total_steps = max(1, per_epoch * epochs)
         all_vars = [v for group in stage.groups for v in group] + list(stage.extra_variables)
         with self.strategy.scope():
-            optimizer = make_optimizer(stage.learning_rate, total_steps, cfg.warmup_ratio, cfg.weight_decay,
-                                       all_vars, cfg.opt_policy)
-            position = {name: tf.Variable(value, dtype=tf.int64, trainable=False, name=name)
-                        for name, value in (("epoch", 0), ("chunk", 0), ("batch", 0), ("bad_epochs", 0))}
+            optimizer = make_optimizer(stage.learning_rate, total_steps, self.config.warmup_ratio,
+                                       self.config.weight_decay, all_vars, self.opt_policy)
+            position = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+                        for name in ("epoch", "chunk", "batch", "bad_epochs")}
             best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best")
-        checkpoint = tf.train.Checkpoint(model=stage.model, optimizer=optimizer, best=best,
+            epoch_loss = {"sum": tf.Variable(0.0, dtype=tf.float64, trainable=False, name="epoch_loss_sum"),
+                          "count": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_loss_count")}
+        history = tf.Variable("[]", dtype=tf.string, trainable=False, name="history")
+        checkpoint = tf.train.Checkpoint(model=stage.model, optimizer=optimizer, best=best, history=history,
+                                         epoch_loss_sum=epoch_loss["sum"], epoch_loss_count=epoch_loss["count"],
                                          **position, **stage.extra_trackables)
-        manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=2)
-        latest = tf.train.latest_checkpoint(str(stage_dir))
+        write_dir = self.write_root / stage.name
+        interval = unfreeze_interval(total_steps, len(stage.groups), self.config.unfreeze_fraction) \
+            if stage.gradual else 0
+        state = _StageState(optimizer, position, best, history, epoch_loss,
+                            tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=2), epochs,
+                            total_steps, interval, write_dir)
+        latest = tf.train.latest_checkpoint(str(self.checkpoint_root / stage.name))
         if latest:
             checkpoint.restore(latest).assert_existing_objects_matched()
-            log.info("[%s] resumed at epoch %d chunk %d batch %d (step %d)", stage.name,
-                     _int(position["epoch"]), _int(position["chunk"]), _int(position["batch"]),
-                     _int(optimizer.iterations))
-        interval = unfreeze_interval(total_steps, len(stage.groups), cfg.unfreeze_fraction) if stage.gradual else 0
-        steps = {}  # one traced train step per number of unfrozen groups
+            log.info("[%s] resumed at epoch %d chunk %d batch %d (step %d)", stage.name, state.value("epoch"),
+                     state.value("chunk"), state.value("batch"), state.step)
+        return state
 
-        def train_step(n_groups):
-            if n_groups not in steps:
-                variables = [v for g in stage.groups[:n_groups] for v in g] + list(stage.extra_variables)
-                steps[n_groups] = self._make_train_step(stage, optimizer, variables)
-            return steps[n_groups]
+    def _finished(self, stage: Stage, state: _StageState) -> bool:
+        """All epochs done, or early stopping due: checked on (re)entering the loop too, so that a run
+        killed between the checkpoint and the end of the stage does not train one epoch more."""
+        if state.value("epoch") >= state.epochs:
+            return True
+        if (stage.patience is not None and state.step >= stage.min_steps
+                and state.value("bad_epochs") >= stage.patience):
+            log.info("[%s] early stop: no dev improvement for %d epochs", stage.name, stage.patience)
+            return True
+        return False
 
-        writer = tf.summary.create_file_writer(str(self.log_root / stage.name)) if chief \
-            else tf.summary.create_noop_writer()
-        best_path = write_dir / "best.weights.h5"
+    def _run_epoch(self, stage: Stage, state: _StageState, writer, train_steps: dict, meter) -> None:
+        """Train from the saved position to the end of the epoch, checkpointing every few steps."""
+        cfg = self.config
+        epoch = state.value("epoch")
         row_multiple = self.batch_size if self.distribution.static_shapes else self.distribution.num_replicas
-        length = cfg.seq_len if self.distribution.static_shapes else None
-        history = []
-        meter = _RateMeter()
-        while _int(position["epoch"]) < stage.epochs:
-            epoch = _int(position["epoch"])
-            epoch_losses = []
-            for chunk_index, features, teacher_logits in stage.source.chunks(_int(position["chunk"])):
-                order = batch_order(len(features.input_ids), cfg.seed, stage.name, epoch, chunk_index)
-                num_batches = math.ceil(len(order) / self.batch_size)
-                for b in range(_int(position["batch"]), num_batches):
-                    rows = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
-                    arrays = training_batch(features, rows, teacher_logits, row_multiple, length)
-                    batch = self.distribution.distribute_batch(arrays, replicated=COUNT_KEYS)
-                    step = _int(optimizer.iterations)
-                    n_groups = num_unfrozen_groups(step, len(stage.groups), interval)
-                    losses = train_step(n_groups)(batch)
-                    position["batch"].assign(b + 1)
-                    epoch_losses.append(float(losses["loss"]))
-                    meter.add(len(rows))
-                    if (step + 1) % cfg.log_every_steps == 0 or step + 1 == total_steps:
-                        values = {k: float(v) for k, v in losses.items()}
-                        self._log_progress(stage, writer, step + 1, total_steps, values, n_groups, meter)
-                    if (step + 1) % cfg.checkpoint_every_steps == 0:
-                        manager.save(checkpoint_number=step + 1)
-                position["chunk"].assign(chunk_index + 1)
-                position["batch"].assign(0)
-            summary = {"epoch": epoch + 1, "step": _int(optimizer.iterations),
-                       "train_loss": float(np.mean(epoch_losses)) if epoch_losses else None}
-            improved = True
-            if stage.evaluate is not None:
-                metrics = stage.evaluate()
-                score = float(metrics[stage.metric])
-                summary["dev"] = metrics
-                improved = score > float(best.numpy())
-                with writer.as_default(step=_int(optimizer.iterations)):
-                    for key, value in metrics.items():
-                        if isinstance(value, (int, float)):
-                            tf.summary.scalar(f"dev/{key}", value)
-                log.info("[%s] epoch %d/%d dev %s %.4f%s", stage.name, epoch + 1, stage.epochs,
-                         stage.metric, score, " (best)" if improved else "")
-                if improved:
-                    best.assign(score)
-                    save_weights_atomic(stage.model, best_path)
-            history.append(summary)
-            position["bad_epochs"].assign(0 if improved else _int(position["bad_epochs"]) + 1)
-            position["epoch"].assign(epoch + 1)
-            position["chunk"].assign(0)
-            position["batch"].assign(0)
-            manager.save(checkpoint_number=_int(optimizer.iterations))
-            if stage.patience is not None and _int(position["bad_epochs"]) >= stage.patience:
-                log.info("[%s] early stop: no dev improvement for %d epochs", stage.name, stage.patience)
-                break
-        writer.flush()
+        length = self.seq_len if self.distribution.static_shapes else None
+        for chunk_index, features, teacher_logits in stage.source.chunks(state.value("chunk")):
+            lengths = features.attention_mask.sum(axis=1) if cfg.group_by_length else None
+            order = batch_order(len(features.input_ids), cfg.seed, stage.name, epoch, chunk_index, lengths,
+                                self.batch_size)
+            num_batches = math.ceil(len(order) / self.batch_size)
+            for b in range(state.value("batch"), num_batches):
+                rows = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+                arrays = training_batch(features, rows, stage.task, teacher_logits, row_multiple, length)
+                batch = self.distribution.distribute_batch(arrays, replicated=COUNT_KEYS)
+                step = state.step
+                n_groups = num_unfrozen_groups(step, len(stage.groups), state.unfreeze_interval)
+                if n_groups not in train_steps:
+                    variables = [v for g in stage.groups[:n_groups] for v in g] + list(stage.extra_variables)
+                    train_steps[n_groups] = self._make_train_step(stage, state.optimizer, variables)
+                losses = train_steps[n_groups](batch)
+                state.position["batch"].assign(b + 1)
+                state.epoch_loss["sum"].assign_add(float(losses["loss"]))
+                state.epoch_loss["count"].assign_add(1)
+                meter.add(len(rows))
+                if (step + 1) % cfg.log_every_steps == 0 or step + 1 == state.total_steps:
+                    values = {k: float(v) for k, v in losses.items()}
+                    self._log_progress(stage, writer, step + 1, state.total_steps, values, n_groups, meter)
+                if (step + 1) % cfg.checkpoint_every_steps == 0:
+                    state.manager.save(checkpoint_number=step + 1)
+            state.position["chunk"].assign(chunk_index + 1)
+            state.position["batch"].assign(0)
+
+    def _end_epoch(self, stage: Stage, state: _StageState, writer) -> None:
+        """Score dev, keep the best weights, count epochs without gain, record the epoch, checkpoint."""
+        count = _int(state.epoch_loss["count"])
+        summary = {"epoch": state.value("epoch") + 1, "step": state.step,
+                   "train_loss": float(state.epoch_loss["sum"].numpy()) / count if count else None}
+        improved = True
+        if stage.evaluate is not None:
+            metrics = stage.evaluate()
+            score = float(metrics[stage.metric])
+            summary["dev"] = metrics
+            improved = score > float(state.best.numpy())
+            with writer.as_default(step=state.step):
+                for key, value in metrics.items():
+                    if isinstance(value, (int, float)):
+                        tf.summary.scalar(f"dev/{key}", value)
+            log.info("[%s] epoch %d/%d dev %s %.4f%s", stage.name, summary["epoch"], state.epochs, stage.metric,
+                     score, " (best)" if improved else "")
+            if improved:
+                state.best.assign(score)
+                save_weights_atomic(stage.model, state.write_dir / "best.weights.h5")
+        state.history.assign(json.dumps(state.epochs_done() + [summary]))
+        state.position["bad_epochs"].assign(0 if improved else state.value("bad_epochs") + 1)
+        state.position["epoch"].assign(state.value("epoch") + 1)
+        state.position["chunk"].assign(0)
+        state.position["batch"].assign(0)
+        state.epoch_loss["sum"].assign(0.0)
+        state.epoch_loss["count"].assign(0)
+        state.manager.save(checkpoint_number=state.step)
+
+    def _finish(self, stage: Stage, state: _StageState, seconds: float) -> dict:
+        """Restore the best dev weights, write the final weights and the DONE marker (chief only)."""
+        best_path = state.write_dir / "best.weights.h5"
         if stage.evaluate is not None and best_path.exists():
             stage.model.load_weights(str(best_path))
-        result = {"stage": stage.name, "steps": _int(optimizer.iterations), "history": history}
+        result = {"stage": stage.name, "steps": state.step, "epochs": state.epochs,
+                  "history": state.epochs_done(), "seconds": round(seconds, 1)}
         if stage.evaluate is not None:
-            result["best_dev"] = float(best.numpy())
-        if chief:
+            result["best_dev"] = float(state.best.numpy())
+        if self.distribution.is_chief:
             save_weights_atomic(stage.model, self.final_weights(stage.name))
             atomic_write_json(self.done_marker(stage.name), result)
         else:
-            shutil.rmtree(write_dir, ignore_errors=True)
+            shutil.rmtree(state.write_dir, ignore_errors=True)
             with contextlib.suppress(OSError):  # the scratch root goes once it is empty
                 self.write_root.rmdir()
         return result
@@ -231,7 +314,7 @@ class StageTrainer:
                  n_groups, len(stage.groups), rate, _format_seconds(eta))
 
 
-def training_batch(features, rows: np.ndarray, teacher_logits=None, row_multiple: int = 1,
+def training_batch(features, rows: np.ndarray, task, teacher_logits=None, row_multiple: int = 1,
                    length: int | None = None) -> dict[str, np.ndarray]:
     """A global training batch as host arrays, with the counts that normalise its losses.
 
@@ -254,10 +337,9 @@ def training_batch(features, rows: np.ndarray, teacher_logits=None, row_multiple
         if has_sequence_axis:
             array = _fit_axis(array, 1, length, PAD_VALUES[key])
         arrays[key] = _fit_axis(array, 0, padded_rows, PAD_VALUES[key])
-    ner = features.word_ids is not None
     arrays["real_tokens"] = np.float32(arrays["attention_mask"].sum())
     arrays["labeled_positions"] = np.float32((arrays["labels"] != IGNORE_INDEX).sum())
-    arrays["logit_positions"] = np.float32((arrays["word_ids"] >= 0).sum() if ner else len(rows))
+    arrays["logit_positions"] = np.float32(task.count_logit_positions(arrays, len(rows)))
     return arrays
 
 

@@ -1,112 +1,113 @@
 """Export a model directory's student to fused fp32 and int8 ONNX, checked against TensorFlow on dev.
 
 Writes `<model_dir>/onnx/`: model.tf2onnx.onnx (raw export), model.onnx (fused fp32),
-model.int8.onnx (quantized, when it passes the accuracy gate) and export.json.
+model.int8.onnx (quantized, when it passes the accuracy gate) and, last, export.json: what the
+files were built from (a fingerprint of model/, the options) and their sizes and hashes. An export
+killed at any point leaves no export.json, and the files without it are never served.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from xdistil.evaluate import PRIMARY_METRIC
+from xdistil.config import Section, setting
 from xdistil.export.fusion import optimize_for_cpu, require_fusion
 from xdistil.export.onnx_export import export_to_onnx
-from xdistil.export.parity import max_abs_logit_diff, onnx_session
+from xdistil.export.parity import max_abs_logit_diff
 from xdistil.export.quantize import quantize_dynamic_int8, quantize_static_int8
+from xdistil.inference.onnx_runtime import onnx_session
 from xdistil.inference.predict import ONNXPredictor, TFPredictor, batch_arrays
-from xdistil.inference.student import StudentBundle
 from xdistil.io_utils import atomic_write_json
+from xdistil.fingerprints import file_sha256
+from xdistil.model_dir import EXPORT_REPORT, ModelDirectory
 
 log = logging.getLogger(__name__)
 
 BERT_FAMILY = ("bert", "electra", "roberta", "xlm-roberta", "camembert")
 PARITY_TOLERANCE = 1e-4
 QUANTIZABLE_OPS = ("MatMul", "Attention", "Gemm", "EmbedLayerNormalization")
+RAW_FILE = "model.tf2onnx.onnx"
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportOptions:
-    opset: int = 17
-    int64_inputs: bool = False
-    quantization: str = "dynamic"  # "dynamic" | "static" | "none"
-    per_channel: bool = True  # one scale per output column: far closer to fp32 at the same speed
-    reduce_range: bool = False
-    calibration_file: str | None = None
-    calibration_size: int = 256
-    max_accuracy_drop: float = 1.0  # points of the task's primary metric (x100)
-    eval_file: str | None = None
-    batch_size: int = 32
+class ExportOptions(Section):
+    """How run_predict_onnx.py exports, fuses, quantizes and checks a student."""
+
+    opset: int = setting(17, "ONNX opset.", minimum=17)
+    int64_inputs: bool = setting(False, "int64 model inputs instead of int32.")
+    quantization: str = setting("dynamic", "int8 quantization.", choices=("dynamic", "static", "none"))
+    per_channel: bool = setting(True, "Per-channel int8 weights (one scale per output column; --noper_channel: one "
+                                      "per matrix).")
+    reduce_range: bool = setting(False, "7-bit weights (for CPUs without VNNI that saturate).")
+    calibration_file: str | None = setting(None, "Static quantization: calibration text (default: the transfer "
+                                                 "data).")
+    calibration_size: int = setting(256, "Static quantization: calibration lines.", minimum=1)
+    max_accuracy_drop: float = setting(1.0, "Largest dev drop (points of the task metric x100) an int8 model may "
+                                            "have to ship.")
+    eval_file: str | None = setting(None, "Labeled file for parity and the gate (default: the task's dev.tsv).")
+    batch_size: int = setting(32, "Batch size of the parity check.", minimum=1, flag=False)
 
 
-def export_student(model_dir: str, options: ExportOptions = ExportOptions()) -> dict:
-    """Export, fuse, quantize and check the student of `model_dir`; returns (and writes) the report."""
-    bundle = StudentBundle.load(model_dir)
-    onnx_dir = Path(model_dir) / "onnx"
-    raw, fp32, int8 = onnx_dir / "model.tf2onnx.onnx", onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx"
-    export = export_to_onnx(bundle.model_path, raw, bundle.kind, options.opset, options.int64_inputs)
+def export_student(model_dir: ModelDirectory, options: ExportOptions = ExportOptions()) -> dict:
+    """Export, fuse, quantize and check the student of `model_dir`; returns (and writes, last) the report."""
+    onnx_dir = model_dir.onnx_dir
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    (onnx_dir / EXPORT_REPORT).unlink(missing_ok=True)  # the files about to change are unchecked until the end
+    fingerprint = model_dir.student_fingerprint()
+    raw, fp32, int8 = onnx_dir / RAW_FILE, model_dir.onnx_path("fp32"), model_dir.onnx_path("int8")
+    int8.unlink(missing_ok=True)
+    tf_model = model_dir.load_tf_model(float32=True)
+    export = export_to_onnx(tf_model, raw, options.opset, options.int64_inputs)
     fusion = optimize_for_cpu(raw, fp32, export["num_heads"], export["hidden_size"],
-                              cls_only_last_layer=bundle.kind != "ner")
-    report = {"export": export, "fusion": fusion, "sizes": {"tf2onnx_fp32": raw.stat().st_size,
-                                                           "fused_fp32": fp32.stat().st_size}}
+                              cls_only_last_layer=model_dir.task.cls_only_export)
+    report = {"export": export, "fusion": fusion}
     if export["model_type"] in BERT_FAMILY:
         require_fusion(fusion, export["num_layers"])
     else:
         log.warning("%s is not BERT-family: fusion counts %s", export["model_type"], fusion)
 
-    dev = _dev_split(bundle, options)
-    tf_model = bundle.load_tf_model()
+    dev = _DevSplit.read(model_dir, options.eval_file)
     tf_logits = TFPredictor(tf_model, options.batch_size).logits(dev.features)
     fp32_logits = ONNXPredictor(onnx_session(fp32), options.batch_size).logits(dev.features)
-    parity = _max_abs_diff(tf_logits, fp32_logits, dev.features)
+    mask = dev.features.attention_mask if model_dir.task.token_level else None
+    parity = max_abs_logit_diff(tf_logits, fp32_logits, mask)
     report["parity"] = {"dev_rows": len(dev.features), "fp32_vs_tf_max_abs_logit_diff": parity,
                         "tolerance": PARITY_TOLERANCE}
     if not parity <= PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX fp32 logits differ from TensorFlow by {parity:.3g} > {PARITY_TOLERANCE:g}")
-    metric = PRIMARY_METRIC[bundle.kind]
     scores = {"tf": dev.score(tf_logits), "onnx_fp32": dev.score(fp32_logits)}
-    report["dev_file"] = dev.path
-    report["metric"] = metric
+    report.update(dev_file=dev.path, metric=model_dir.task.metric)
     if options.quantization != "none":
-        report["quantization"] = _quantize_with_gate(bundle, options, fp32, int8, dev, tf_logits, scores, metric)
-        if int8.exists():
-            report["sizes"]["int8"] = int8.stat().st_size
+        report["quantization"] = _quantize_with_gate(model_dir, options, fp32, int8, dev, tf_logits, scores)
     report["dev_scores"] = scores
-    atomic_write_json(onnx_dir / "export.json", report)
+    shipped = [path for path in (raw, fp32, int8) if path.exists()]
+    report["sizes"] = {path.name: path.stat().st_size for path in shipped}
+    report["files"] = {path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)} for path in shipped}
+    report["student_fingerprint"] = fingerprint
+    report["options"] = dataclasses.asdict(options)
+    atomic_write_json(onnx_dir / EXPORT_REPORT, report)
     return report
 
 
 @dataclasses.dataclass
 class _DevSplit:
+    """The labeled file the export is checked on, read and encoded."""
+
     path: str
     examples: list
     features: object
-    bundle: StudentBundle
+    model_dir: ModelDirectory
+
+    @classmethod
+    def read(cls, model_dir: ModelDirectory, eval_file: str | None) -> "_DevSplit":
+        path = eval_file or model_dir.default_file("dev")
+        examples = model_dir.read_labeled(path)
+        return cls(path, examples, model_dir.encode(examples), model_dir)
 
     def score(self, logits) -> dict:
-        return self.bundle.score(self.examples, self.bundle.predictions(logits, self.features, self.examples))
-
-
-def _dev_split(bundle: StudentBundle, options: ExportOptions) -> _DevSplit:
-    path = options.eval_file or str(Path(bundle.task or "") / "dev.tsv")
-    if not Path(path).exists():
-        raise FileNotFoundError(f"no dev file at {path}: give --eval_file (the accuracy gate needs labeled data)")
-    examples = bundle.read_labeled(path)
-    return _DevSplit(path, examples, bundle.encode(examples), bundle)
-
-
-def _max_abs_diff(a, b, features) -> float:
-    mask = features.attention_mask if a.ndim == 3 else None
-    return max_abs_logit_diff(a, b, mask)
-
-
-def _labels(logits, features) -> np.ndarray:
-    """Predicted label ids at the positions that count (NER: first sub-tokens)."""
-    if logits.ndim == 3:
-        return logits.argmax(-1)[features.word_ids >= 0]
-    return logits.argmax(-1)
+        return self.model_dir.score(self.examples, self.model_dir.predictions(logits, self.features, self.examples))
 
 
 def _quantize(options, fp32, int8, exclude, calibration):
@@ -115,12 +116,13 @@ def _quantize(options, fp32, int8, exclude, calibration):
     return quantize_dynamic_int8(fp32, int8, options.per_channel, options.reduce_range, nodes_to_exclude=exclude)
 
 
-def _quantize_with_gate(bundle, options, fp32, int8, dev, tf_logits, scores, metric) -> dict:
+def _quantize_with_gate(model_dir, options, fp32, int8, dev, tf_logits, scores) -> dict:
     """Quantize; if the dev score drops more than allowed, keep the most sensitive nodes (from the top
     of the network down) in fp32, and if nothing passes, ship no int8 model."""
     import onnx
 
-    calibration = _calibration_feeds(bundle, options) if options.quantization == "static" else None
+    task, metric = model_dir.task, model_dir.task.metric
+    calibration = _calibration_feeds(model_dir, options) if options.quantization == "static" else None
     nodes = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in QUANTIZABLE_OPS]
     attempts = []
     # Exclusion candidates: nothing, then growing tails of the graph (head first, then the top layers),
@@ -134,7 +136,8 @@ def _quantize_with_gate(bundle, options, fp32, int8, dev, tf_logits, scores, met
         int8_logits = ONNXPredictor(onnx_session(int8), batch_size=1, length_multiple=1).logits(dev.features)
         score = dev.score(int8_logits)
         drop = 100.0 * (scores["onnx_fp32"][metric] - score[metric])
-        agreement = float(np.mean(_labels(int8_logits, dev.features) == _labels(tf_logits, dev.features)))
+        agreement = float(np.mean(task.predicted_ids(int8_logits, dev.features)
+                                  == task.predicted_ids(tf_logits, dev.features)))
         attempts.append({"excluded_nodes": len(exclude), "dev_score": score[metric], "drop_points": drop,
                          "label_agreement_with_tf": agreement})
         log.info("int8 (%d nodes kept in fp32): dev %s %.4f, drop %.2f points, label agreement %.4f",
@@ -145,20 +148,22 @@ def _quantize_with_gate(bundle, options, fp32, int8, dev, tf_logits, scores, met
                     "reduce_range": options.reduce_range, "excluded_nodes": exclude, "attempts": attempts,
                     "label_agreement_with_tf": agreement, "shipped": True, "sizes": sizes}
     int8.unlink()
-    log.error("int8 model loses more than %.2f points on dev even with every node in fp32 excluded step by "
-              "step; no int8 model shipped (serve model.onnx)", options.max_accuracy_drop)
+    log.error("int8 model loses more than %.2f points on dev even with up to %d of its %d quantizable nodes kept in "
+              "fp32; no int8 model shipped (model.onnx is served)", options.max_accuracy_drop, tails[-1], len(nodes))
     return {"mode": options.quantization, "attempts": attempts, "shipped": False}
 
 
-def _calibration_feeds(bundle: StudentBundle, options: ExportOptions) -> list[dict]:
-    """Calibration batches from the first lines of the transfer file (or --calibration_file)."""
-    from xdistil.config import load_run_config
+def _calibration_feeds(model_dir: ModelDirectory, options: ExportOptions) -> list[dict]:
+    """Calibration batches from the first lines of the transfer data (or --calibration_file)."""
     from xdistil.data.transfer import TransferChunkReader
 
-    path = options.calibration_file or load_run_config(bundle.model_dir).get("transfer_file")
+    path = options.calibration_file or model_dir.record["data"].get("transfer_file")
     if not path:
-        raise ValueError("static quantization needs --calibration_file (the run had no transfer file)")
-    _, examples = next(TransferChunkReader(path, bundle.kind, options.calibration_size).chunks(0))
-    features = bundle.encode(examples)
+        from xdistil.errors import ConfigError
+
+        raise ConfigError("calibration_file", "static quantization needs --calibration_file (the run had no "
+                                              "transfer file)")
+    _, examples = next(TransferChunkReader(path, model_dir.task, options.calibration_size).chunks(0))
+    features = model_dir.encode(examples)
     return [batch_arrays(features, np.arange(i, min(len(features), i + 16)))
             for i in range(0, len(features), 16)]

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from xdistil.data.encoding import MODEL_INPUT_NAMES
-from xdistil.data.readers import decode_line, iter_lines, parse_unlabeled_line
-from xdistil.inference.student import StudentBundle, format_prediction
+from xdistil.data.readers import decode_line, iter_lines
+from xdistil.model_dir import ModelDirectory
 
 STDIN_NAME = "<stdin>"
 DEFAULT_SOURCE = "<input>"
@@ -45,30 +45,24 @@ class OnlinePredictor:
     feeds the model the ones it takes; TensorFlow and ONNX share everything else.
     """
 
-    def __init__(self, bundle: StudentBundle, forward: Forward):
-        self.bundle = bundle
+    def __init__(self, model_dir: ModelDirectory, forward: Forward):
+        self.model_dir = model_dir
+        self.task = model_dir.task
         self.forward = forward
 
     @classmethod
-    def from_onnx(cls, bundle: StudentBundle, onnx_path, intra_op_threads: int = 1) -> OnlinePredictor:
+    def from_onnx(cls, model_dir: ModelDirectory, onnx_path, intra_op_threads: int = 1) -> OnlinePredictor:
         """A predictor over an onnxruntime CPU session of `onnx_path`."""
-        from xdistil.export.parity import onnx_session, run_onnx
+        from xdistil.inference.onnx_runtime import onnx_session, session_feeder
 
-        session = onnx_session(onnx_path, intra_op_threads=intra_op_threads)
-        return cls(bundle, lambda arrays: run_onnx(session, arrays))
+        return cls(model_dir, session_feeder(onnx_session(onnx_path, intra_op_threads=intra_op_threads)))
 
     @classmethod
-    def from_tf(cls, bundle: StudentBundle, tf_model) -> OnlinePredictor:
+    def from_tf(cls, model_dir: ModelDirectory, tf_model) -> OnlinePredictor:
         """A predictor over a HF TF task model, traced once for any [batch, length]."""
-        import tensorflow as tf
+        from xdistil.models.forward import TFLogits
 
-        from xdistil.models.loading import model_input_names
-
-        names = model_input_names(tf_model)
-        signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in names}
-        logits_fn = tf.function(lambda inputs: tf.cast(tf_model(inputs, training=False).logits, tf.float32),
-                                input_signature=[signature])
-        return cls(bundle, lambda arrays: logits_fn({name: arrays[name] for name in names}).numpy())
+        return cls(model_dir, TFLogits(tf_model))
 
     def predict_line(self, text: str, line_no: int, path) -> str:
         """Parse, tokenize, run and post-process one request; return its output line.
@@ -76,8 +70,8 @@ class OnlinePredictor:
         Each tokenized row (NER sentences longer than seq_len have several) runs separately,
         cut to its real length; its logits go back into the padded layout post-processing expects.
         """
-        example = parse_unlabeled_line(text, self.bundle.kind, path, line_no)
-        features = self.bundle.encode([example])
+        example = self.task.parse_unlabeled(text, path, line_no)
+        features = self.model_dir.encode([example])
         logits = None
         for row, length in enumerate(features.attention_mask.sum(axis=1).tolist()):
             arrays = {name: np.ascontiguousarray(getattr(features, name)[row:row + 1, :length])
@@ -91,8 +85,8 @@ class OnlinePredictor:
                 logits[row, :length] = row_logits
             else:
                 logits[row] = row_logits
-        prediction = self.bundle.predictions(logits, features, [example])[0]
-        return format_prediction(self.bundle.kind, prediction)
+        prediction = self.model_dir.predictions(logits, features, [example])[0]
+        return self.task.format_prediction(prediction)
 
 
 def _warm_up(predictor: OnlinePredictor, lines: list, warmup: int, path) -> None:
@@ -138,10 +132,10 @@ def serve_interleaved(predictors: dict, lines: Iterable[tuple[int, str]], warmup
 def latency_summary(latencies_ms, wall_seconds: float | None = None) -> dict:
     """Percentiles p50/p90/p99 (linear interpolation), mean, min and max in milliseconds, the
     number of requests, and throughput_per_s: requests over `wall_seconds` when given, else over
-    the summed latencies."""
+    the summed latencies. With no requests, only {"requests": 0}."""
     latencies = np.asarray(latencies_ms, dtype=np.float64)
-    if latencies.size == 0:
-        raise ValueError("no latencies to summarize")
+    if latencies.size == 0:  # no requests: a valid input, nothing to summarise
+        return {"requests": 0}
     p50, p90, p99 = np.percentile(latencies, [50, 90, 99], method="linear").tolist()
     seconds = latencies.sum() / 1000.0 if wall_seconds is None else wall_seconds
     return {"requests": int(latencies.size), "p50": p50, "p90": p90, "p99": p99,
@@ -152,7 +146,7 @@ def latency_summary(latencies_ms, wall_seconds: float | None = None) -> dict:
 def _instance_worker(index, model_dir, onnx_path, lines, warmup, path, start_event, messages):
     """One serving process: load, warm up, report ready, wait for the start, serve its shard."""
     try:
-        predictor = OnlinePredictor.from_onnx(StudentBundle.load(model_dir), onnx_path, intra_op_threads=1)
+        predictor = OnlinePredictor.from_onnx(ModelDirectory.load(model_dir), onnx_path, intra_op_threads=1)
         _warm_up(predictor, lines, warmup, path)
         messages.put(("ready", index, None))
         start_event.wait()
@@ -194,9 +188,9 @@ def serve_instances(model_dir, onnx_path, lines: list[tuple[int, str]], instance
     lines = list(lines)
     if not 1 <= instances <= len(lines):
         raise ValueError(f"instances must be between 1 and the number of requests ({len(lines)}), got {instances}")
-    kind = StudentBundle.load(model_dir).kind
+    task = ModelDirectory.load(model_dir).task
     for line_no, text in lines:
-        parse_unlabeled_line(text, kind, path, line_no)
+        task.parse_unlabeled(text, path, line_no)
     bounds = np.linspace(0, len(lines), instances + 1).round().astype(int).tolist()
     shards = [lines[start:end] for start, end in zip(bounds, bounds[1:])]
 

@@ -1,4 +1,4 @@
-"""run_predict_onnx.py's work: export if needed, then serve requests one at a time and report latency."""
+"""run_predict_onnx.py's serving: requests one at a time from a file or stdin, latency reported."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,24 +7,28 @@ import os
 import platform
 from pathlib import Path
 
-from xdistil.export.student_export import ExportOptions, export_student
+from xdistil.config import Section, setting
+from xdistil.errors import ConfigError
 from xdistil.inference.online import (STDIN_NAME, OnlinePredictor, iter_request_lines, latency_summary, serve,
                                       serve_instances, serve_interleaved)
-from xdistil.inference.student import StudentBundle
 from xdistil.io_utils import atomic_write_json, atomic_write_text
+from xdistil.model_dir import ONNX_FILES, ModelDirectory
 
 log = logging.getLogger(__name__)
+ONNX_INT8 = ONNX_FILES["int8"]
 
 
 @dataclasses.dataclass(frozen=True)
-class ServeOptions:
-    pred_file: str | None = None
-    output_file: str | None = None
-    serve_model: str = "int8"  # "int8" | "fp32"
-    intra_op_threads: int = 1
-    instances: int = 1
-    warmup: int = 10
-    compare: bool = False  # also time TF fp32 and the other ONNX model, interleaved, in the same run
+class ServeOptions(Section):
+    """How run_predict_onnx.py answers requests."""
+
+    pred_file: str | None = setting(None, "Requests, one per line, in the transfer-file format; - for stdin.")
+    output_file: str | None = setting(None, "Predictions (default: <model_dir>/onnx/predictions.txt).")
+    serve_model: str = setting("int8", "Which ONNX model serves the requests.", choices=("int8", "fp32"))
+    intra_op_threads: int = setting(1, "onnxruntime intra-op threads per session.", minimum=1)
+    instances: int = setting(1, "Also measure N single-thread sessions in parallel processes.", minimum=1)
+    warmup: int = setting(10, "Untimed warm-up requests.", minimum=0)
+    compare: bool = setting(False, "Also time TF fp32 and the other ONNX model, interleaved, in the same run.")
 
 
 def cpu_info() -> dict:
@@ -71,60 +75,54 @@ def _label_agreement(outputs: list[str], reference: list[str]) -> float:
     return same / max(1, len(reference))
 
 
-def onnx_paths(model_dir: str) -> dict:
-    onnx_dir = Path(model_dir) / "onnx"
-    return {"fp32": onnx_dir / "model.onnx", "int8": onnx_dir / "model.int8.onnx"}
+def served_precision(export_report: dict, requested: str) -> str:
+    """The model that serves: int8 when asked for and shipped (it passed the accuracy gate), else fp32."""
+    if requested == "int8" and ONNX_INT8 not in export_report["files"]:
+        log.warning("no int8 model (it failed the accuracy gate, or quantization was off): serving fp32")
+        return "fp32"
+    return requested
 
 
-def run_onnx_prediction(model_dir: str, export: ExportOptions | None, serve_options: ServeOptions) -> dict:
-    """Export (when asked or when there is no ONNX model yet), then serve --pred_file at batch 1."""
-    paths = onnx_paths(model_dir)
-    result = {}
-    if serve_options.compare:  # before the export starts TensorFlow, or the setting cannot be made
-        limit_tf_threads(serve_options.intra_op_threads)
-    if export is not None or not paths["fp32"].exists():
-        result["export"] = export_student(model_dir, export or ExportOptions())
-    if not serve_options.pred_file:
-        return result
-    served = serve_options.serve_model
-    if served == "int8" and not paths["int8"].exists():
-        log.warning("no int8 model (not exported, or it failed the accuracy gate): serving fp32")
-        served = "fp32"
-    bundle = StudentBundle.load(model_dir)
-    source = STDIN_NAME if serve_options.pred_file == "-" else serve_options.pred_file
-    lines = list(iter_request_lines(serve_options.pred_file))
-    threads = serve_options.intra_op_threads
-    predictors = {f"onnx_{served}": OnlinePredictor.from_onnx(bundle, paths[served], threads)}
-    if serve_options.compare:
+def run_onnx_prediction(model_dir: ModelDirectory, export_report: dict, options: ServeOptions) -> dict:
+    """Serve --pred_file one request at a time with the checked export; write predictions and latency.json."""
+    served = served_precision(export_report, options.serve_model)
+    source = STDIN_NAME if options.pred_file == "-" else options.pred_file
+    lines = list(iter_request_lines(options.pred_file))
+    if options.instances > max(1, len(lines)):
+        raise ConfigError("instances", f"--instances {options.instances} is more than the {len(lines)} requests")
+    threads = options.intra_op_threads
+    predictors = {f"onnx_{served}": OnlinePredictor.from_onnx(model_dir, model_dir.onnx_path(served), threads)}
+    if options.compare:
         other = "fp32" if served == "int8" else "int8"
-        if paths[other].exists():
-            predictors[f"onnx_{other}"] = OnlinePredictor.from_onnx(bundle, paths[other], threads)
-        predictors["tf_fp32"] = OnlinePredictor.from_tf(bundle, bundle.load_tf_model())
-        runs = serve_interleaved(predictors, lines, serve_options.warmup, source)
+        if model_dir.onnx_path(other).name in export_report["files"]:
+            predictors[f"onnx_{other}"] = OnlinePredictor.from_onnx(model_dir, model_dir.onnx_path(other), threads)
+        predictors["tf_fp32"] = OnlinePredictor.from_tf(model_dir, model_dir.load_tf_model())
+        runs = serve_interleaved(predictors, lines, options.warmup, source)
     else:
-        runs = {name: serve(p, lines, serve_options.warmup, source) for name, p in predictors.items()}
+        runs = {name: serve(p, lines, options.warmup, source) for name, p in predictors.items()}
     outputs = runs[f"onnx_{served}"][0]
-    report = {"served_model": str(paths[served]), "pred_file": source, "intra_op_threads": threads,
-              "warmup_requests": min(serve_options.warmup, len(lines)), "cpu": cpu_info(),
+    report = {"served_model": str(model_dir.onnx_path(served)), "pred_file": source, "intra_op_threads": threads,
+              "warmup_requests": min(options.warmup, len(lines)), "cpu": cpu_info(),
               "timed_path": "parse + tokenize + forward at the request's own length + post-process",
               "latency_ms": {name: latency_summary(latencies) for name, (_, latencies) in runs.items()}}
-    if serve_options.compare:
+    if options.compare:
         report["tf_threads"] = tf_threads()  # 0 = TensorFlow's default (all cores)
         report["label_agreement_with_tf"] = {name: _label_agreement(out, runs["tf_fp32"][0])
                                              for name, (out, _) in runs.items() if name != "tf_fp32"}
-    if serve_options.instances > 1:
-        multi = serve_instances(model_dir, paths[served], lines, serve_options.instances, serve_options.warmup,
+    if options.instances > 1:
+        multi = serve_instances(model_dir.path, model_dir.onnx_path(served), lines, options.instances, options.warmup,
                                 source)
         if multi.pop("outputs") != outputs:
             raise RuntimeError("multi-instance outputs differ from single-instance outputs")
         report["instances"] = multi
-    atomic_write_json(Path(model_dir) / "onnx" / "latency.json", report)
-    output_file = serve_options.output_file or str(Path(model_dir) / "onnx" / "predictions.txt")
+    atomic_write_json(model_dir.onnx_dir / "latency.json", report)
+    output_file = options.output_file or str(model_dir.onnx_dir / "predictions.txt")
     atomic_write_text(output_file, "".join(line + "\n" for line in outputs))
-    result.update(latency=report, output_file=output_file)
     for name, summary in report["latency_ms"].items():
-        log.info("%s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, %.1f requests/s", name, summary["p50"],
-                 summary["p90"], summary["p99"], summary["throughput_per_s"])
+        if summary["requests"]:
+            log.info("%s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, %.1f requests/s", name, summary["p50"],
+                     summary["p90"], summary["p99"], summary["throughput_per_s"])
+    log.info("%d requests answered, predictions in %s", len(outputs), output_file)
     if "instances" in report:
-        log.info("%d instances: %.1f requests/s", serve_options.instances, report["instances"]["throughput_per_s"])
-    return result
+        log.info("%d instances: %.1f requests/s", options.instances, report["instances"]["throughput_per_s"])
+    return {"latency": report, "output_file": output_file}

