@@ -89,8 +89,11 @@ def check_value(field: dataclasses.Field, value) -> None:
 class DataConfig(Section):
     """The labeled task, the transfer data and how text becomes model inputs."""
 
-    task: str | None = setting(None, "Task folder with train.tsv, dev.tsv, test.tsv, optional labels.tsv.",
-                               required=True)
+    task: str | None = setting(None, "Task folder with train.tsv, dev.tsv, test.tsv, optional labels.tsv.")
+    general_distillation: bool = setting(
+        False, "Task-agnostic distillation: no --task; stage 1 (representation distillation) alone on "
+               "--transfer_file, one text per line; model/ is then a plain encoder that task distillations start "
+               "from (--pt_student_checkpoint <model_dir>/model).")
     task_kind: str = setting("classification", "Task kind (set by --do_NER / --do_pairwise).", choices=TASK_KINDS,
                              flag=False)
     transfer_file: str | None = setting(
@@ -117,10 +120,25 @@ class DataConfig(Section):
     trim_vocabulary_min_count: int = setting(1, "Keep pieces seen at least this often.", minimum=1)
 
     def check(self):
+        if self.general_distillation:
+            if self.task or self.task_kind != "classification":
+                raise ConfigError("general_distillation", "takes no --task (nor --do_NER / --do_pairwise): it learns "
+                                                          "from unlabeled text alone")
+            if not self.transfer_file:
+                raise ConfigError("transfer_file", "--general_distillation learns from --transfer_file alone")
+        elif not self.task:
+            raise ConfigError("task", "a value is required")
         if self.trim_vocabulary_top_n and not self.trim_vocabulary_corpus:
             raise ConfigError("trim_vocabulary_top_n", "needs --trim_vocabulary_corpus (whose pieces it counts)")
         if (self.trim_vocabulary_corpus or self.trim_vocabulary_top_n) and not self.trim_vocabulary:
             raise ConfigError("trim_vocabulary_corpus", "is read only with --trim_vocabulary")
+
+    augment_transfer: int = setting(0, "Augmented copies of each transfer example (TinyBERT-style: words replaced "
+                                       "by neighbours in the teacher's input-embedding space); 0 is off.", minimum=0)
+    augment_replace_prob: float = setting(0.4, "Augmentation: the chance each replaceable word is replaced.",
+                                          above=0.0, maximum=1.0)
+    augment_neighbours: int = setting(15, "Augmentation: a word's replacement is drawn from its this many "
+                                          "nearest whole-word pieces.", minimum=1)
 
     @property
     def encoding(self):
@@ -160,6 +178,10 @@ class StudentConfig(Section):
                                                    "student width by SVD/PCA.")
     compression_method: str = setting("svd", "Embedding compression.", choices=COMPRESSION_METHODS)
     freeze_word_embedding: bool = setting(False, "Keep the student's word embeddings frozen.")
+    remap_student_vocabulary: bool = setting(
+        False, "A --pt_student_checkpoint with another vocabulary than the teacher's (e.g. MiniLM's WordPiece under "
+               "a SentencePiece teacher) takes the teacher's: pieces both have keep the student's own rows, the others "
+               "the teacher's rows through a least-squares map fit on the shared pieces.")
 
     @property
     def from_scratch_sizes(self) -> dict:
@@ -174,6 +196,9 @@ class StudentConfig(Section):
         if self.pt_student_checkpoint is not None and self.student_layers_from_teacher is not None:
             raise ConfigError("pt_student_checkpoint", "give either --pt_student_checkpoint or "
                                                        "--student_layers_from_teacher, not both")
+        if self.remap_student_vocabulary and (self.pt_student_checkpoint is None or self.compress_word_embedding):
+            raise ConfigError("remap_student_vocabulary", "remaps the vocabulary of a --pt_student_checkpoint; "
+                                                          "--compress_word_embedding replaces it instead")
         sizes = self.from_scratch_sizes
         given = [name for name, value in sizes.items() if value is not None]
         if not self.from_scratch and given:
@@ -208,7 +233,10 @@ class DistillationConfig(Section):
     representation_epochs: int = setting(2, "Stage 1 epochs (0 skips the stage).", minimum=0)
     logit_epochs: int = setting(2, "Stage 2 epochs (0 skips the stage).", minimum=0)
     finetune_epochs: int = setting(4, "Stage 3 epochs (0 skips the stage).", minimum=0)
-    distil_learning_rate: float = setting(1e-4, "Peak learning rate, stages 1-2.", above=0.0)
+    distil_learning_rate: float = setting(1e-4, "Peak learning rate, stage 2 (and stage 1 unless "
+                                                "--representation_learning_rate).", above=0.0)
+    representation_learning_rate: float | None = setting(None, "Peak learning rate, stage 1 (default: "
+                                                               "--distil_learning_rate).", above=0.0)
     learning_rate: float = setting(5e-5, "Peak learning rate, stage 3.", above=0.0)
 
     def check(self):
@@ -278,6 +306,10 @@ class DistilConfig:
     distillation: DistillationConfig = dataclasses.field(default_factory=DistillationConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        if self.data.general_distillation and not self.distillation.representation_epochs:
+            raise ConfigError("representation_epochs", "--general_distillation runs stage 1 alone: give it epochs")
 
     @property
     def path(self) -> Path:
@@ -353,8 +385,10 @@ def read_run_config(model_dir) -> dict:
     try:
         payload = migrate(json.loads(path.read_text(encoding="utf-8")))
         data = payload["data"]
+        general = data.get("general_distillation", False)  # a plain encoder: no labels
         problems = [key for key in ("task_kind", "seq_len") if key not in data] + \
-                   [key for key in ("labels",) if not isinstance(payload.get(key), list) or not payload[key]]
+                   [key for key in ("labels",) if not general and (not isinstance(payload.get(key), list)
+                                                                   or not payload[key])]
     except (ValueError, UnicodeDecodeError, TypeError, AttributeError, KeyError) as error:
         raise ModelDirectoryError(path, f"unreadable ({type(error).__name__}: {error}); rerun the command that wrote "
                                         "the directory, or restore the file") from None

@@ -20,6 +20,7 @@ from xdistil.models.loading import CheckpointError, load_config, load_tokenizer,
 from xdistil.models.student import check_vocabulary_matches
 from xdistil.task_data import read_task_files
 from xdistil.tasks import get_task
+from xdistil.tasks.plain_text import PLAIN_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ def task_file_fingerprints(task_dir: str | None, files: dict) -> dict:
 def check_distillation(config) -> DistillationInputs:
     """Read and check everything a distillation run needs, short of building a model."""
     data = config.data
-    task = get_task(data.task_kind)
-    labels, splits = read_task_files(task, data.task, data.max_train_examples)
+    task = PLAIN_TEXT if data.general_distillation else get_task(data.task_kind)
+    labels, splits = ([], {}) if data.general_distillation else \
+        read_task_files(task, data.task, data.max_train_examples)
     teacher_config, tokenizer = checked_checkpoint(config.teacher.pt_teacher_checkpoint, "pt_teacher_checkpoint")
     check_seq_len(data.seq_len, teacher_config, "--pt_teacher_checkpoint")
     student_layers = _check_student(config, teacher_config, tokenizer)
@@ -90,10 +92,10 @@ def check_distillation(config) -> DistillationInputs:
                                                                       "only blank lines): stages 1-2 would learn "
                                                                       "nothing from the teacher")
     task.encode(tokenizer, first[1][:64], {}, data.encoding)
-    folder = Path(data.task)
+    folder = Path(data.task or "")
     inputs.fingerprints = {
-        "task_files": task_file_fingerprints(data.task, {"train": folder / "train.tsv", "dev": folder / "dev.tsv",
-                                                          "test": folder / "test.tsv"}),
+        "task_files": {} if data.general_distillation else task_file_fingerprints(
+            data.task, {"train": folder / "train.tsv", "dev": folder / "dev.tsv", "test": folder / "test.tsv"}),
         "transfer": [large_file_fingerprint(path) for path in transfer_files] if transfer_files else "train texts",
         "teacher": checkpoint_fingerprint(resolve_checkpoint(config.teacher.pt_teacher_checkpoint))}
     return inputs
@@ -106,9 +108,11 @@ def _check_trimmable(config, tokenizer) -> None:
     if kind not in SUPPORTED_MODELS:
         raise ConfigError("trim_vocabulary", f"the teacher's tokenizer is {kind}; trimming supports "
                                              f"{' and '.join(SUPPORTED_MODELS)} tokenizers")
-    if config.student.pt_student_checkpoint and not config.student.compress_word_embedding:
+    student = config.student
+    if student.pt_student_checkpoint and not (student.compress_word_embedding or student.remap_student_vocabulary):
         raise ConfigError("trim_vocabulary", "a pretrained student keeps its own vocabulary: give "
-                                             "--compress_word_embedding to give it the trimmed teacher's")
+                                             "--compress_word_embedding or --remap_student_vocabulary to give it the "
+                                             "trimmed teacher's")
     if config.data.trim_vocabulary_corpus and not Path(config.data.trim_vocabulary_corpus).is_file():
         raise InputFileError(config.data.trim_vocabulary_corpus, "not found (--trim_vocabulary_corpus)")
 
@@ -126,7 +130,7 @@ def _check_student(config, teacher_config, tokenizer) -> int:
     if student.pt_student_checkpoint is not None:
         student_config, _ = checked_checkpoint(student.pt_student_checkpoint, "pt_student_checkpoint")
         check_seq_len(config.data.seq_len, student_config, "--pt_student_checkpoint")
-        if not student.compress_word_embedding:
+        if not (student.compress_word_embedding or student.remap_student_vocabulary):
             try:
                 check_vocabulary_matches(student.pt_student_checkpoint, student_config.vocab_size, tokenizer)
             except CheckpointError as error:

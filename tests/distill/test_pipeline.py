@@ -195,3 +195,63 @@ def test_teacher_min_steps_gives_small_folders_enough_updates(tmp_path, teacher_
     run_distillation(config)
     teacher = json.loads((tmp_path / "out" / "checkpoints" / "teacher" / "DONE.json").read_text())
     assert teacher["steps"] >= 20 and teacher["epochs"] == 4  # 48 examples, batch 8: 6 steps an epoch
+
+
+def test_augmented_transfer_data_is_cached_and_replayed(tmp_path, teacher_dir):
+    """--augment_transfer 2: every transfer line is followed by two augmented copies; the teacher's logits
+    are cached for all of them, and a resumed (identical) run finds the same cache."""
+    from xdistil.distill.teacher_cache import TeacherLogitCache
+
+    config = _config(tmp_path, teacher_dir, "ner", student_layers_from_teacher=(1,), augment_transfer=2,
+                     augment_replace_prob=1.0, representation_epochs=0, logit_epochs=1, finetune_epochs=1)
+    run_distillation(config)
+    cache_dir = tmp_path / "out" / "cache" / "teacher_logits"
+    rows = TeacherLogitCache(cache_dir, {}, owner=False).chunk_rows()
+    assert sum(rows.values()) == 3 * 64  # 64 transfer sentences of 4-5 words: one row each
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    assert meta["augmentation"]["copies"] == 2 and len(meta["augmentation"]["neighbour_table"]) == 64
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("chunk_*.npy")}
+    run_distillation(config)
+    assert {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("chunk_*.npy")} == stamps
+
+
+def test_a_general_distillation_starts_task_distillations(tmp_path, teacher_dir):
+    """Stage 1 alone on unlabeled text (no task) gives a plain encoder; a task run starts from it, and a
+    trimmed task run takes it in through --remap_student_vocabulary."""
+    from transformers import TFAutoModel
+
+    task = write_task(tmp_path / "task", "classification")
+    general = DistilConfig.from_settings(
+        str(tmp_path / "general"), general_distillation=True, transfer_file=str(task / "transfer.txt"),
+        pt_teacher_checkpoint=str(teacher_dir), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        compress_word_embedding=True, distil_multi_hidden_states=True,
+        **{**FAST_RUN, "representation_epochs": 2})
+    metrics = run_distillation(general)
+    assert set(metrics["stages"]) == {"representation"} and metrics["general_distillation"]
+    losses = [epoch["train_loss"] for epoch in metrics["stages"]["representation"]["history"]]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    encoder = TFAutoModel.from_pretrained(str(tmp_path / "general" / "model"))
+    assert type(encoder).__name__ == "TFBertModel" and encoder.config.hidden_size == 16
+
+    for name, extra in (("task_run", {}), ("trimmed_run", {"trim_vocabulary": True, "remap_student_vocabulary": True})):
+        config = DistilConfig.from_settings(
+            str(tmp_path / name), task=str(task), task_kind="classification", transfer_file=str(task / "transfer.txt"),
+            pt_teacher_checkpoint=str(teacher_dir), pt_student_checkpoint=str(tmp_path / "general" / "model"),
+            **{**FAST_RUN, **extra})
+        result = run_distillation(config)
+        assert result["student"]["parameters"] < result["teacher"]["parameters"]
+    assert result["vocabulary"]["pieces_kept"] < result["vocabulary"]["pieces_before"]
+
+
+def test_general_distillation_settings_are_checked(tmp_path):
+    from xdistil.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="takes no --task"):
+        DistilConfig.from_settings(str(tmp_path), general_distillation=True, task="t", transfer_file="x",
+                                   pt_teacher_checkpoint="t", student_layers_from_teacher=(0,))
+    with pytest.raises(ConfigError, match="learns from --transfer_file alone"):
+        DistilConfig.from_settings(str(tmp_path), general_distillation=True, pt_teacher_checkpoint="t",
+                                   student_layers_from_teacher=(0,))
+    with pytest.raises(ConfigError, match="a value is required") as caught:
+        DistilConfig.from_settings(str(tmp_path), pt_teacher_checkpoint="t", student_layers_from_teacher=(0,))
+    assert caught.value.flag == "--task"

@@ -97,3 +97,38 @@ def test_a_student_without_tokenizer_files_is_refused(tmp_path, teacher_dir):
     tokenizer = load_tokenizer(str(teacher_dir))
     with pytest.raises(CheckpointError, match="no loadable tokenizer"):
         check_vocabulary_matches(str(same_size), len(tokenizer), tokenizer)
+
+
+def test_piece_keys_spell_wordpiece_like_sentencepiece(teacher_dir):
+    from xdistil.models.student import piece_keys
+
+    tokenizer = load_tokenizer(str(teacher_dir))
+    keys = piece_keys(tokenizer)
+    vocab = tokenizer.get_vocab()
+    assert keys["\u2581paris"] == vocab["paris"] and keys["ing"] == vocab["##ing"]
+    assert keys["<cls>"] == tokenizer.cls_token_id and keys["<mask>"] == tokenizer.mask_token_id
+    assert "[CLS]" not in keys and "paris" not in keys
+
+
+def test_a_pretrained_student_takes_a_sentencepiece_teachers_vocabulary(tmp_path):
+    """A WordPiece student under an e5-style teacher (BERT encoder, XLM-R SentencePiece tokenizer): shared
+    pieces keep the student's rows, the others come through the least-squares map."""
+    from tiny_models import write_tiny_xlmr
+    from xdistil.models.student import piece_keys, remap_vocabulary
+
+    teacher_path = write_tiny_xlmr(tmp_path / "teacher", architecture="bert")
+    student_path = write_tiny_bert(tmp_path / "student", hidden_size=16, num_layers=1, num_heads=2)
+    teacher_tokenizer, student_tokenizer = load_tokenizer(str(teacher_path)), load_tokenizer(str(student_path))
+    teacher = load_task_model(str(teacher_path), NER, LABELS)
+    student = load_task_model(str(student_path), NER, LABELS)
+    student(student.dummy_inputs)
+    before = word_embedding_variable(student).numpy().copy()
+    report = remap_vocabulary(student, student_tokenizer, teacher, teacher_tokenizer)
+    after = word_embedding_variable(student).numpy()
+    assert after.shape == (teacher.config.vocab_size, 16) and student.config.pad_token_id == 1
+    student_keys = piece_keys(student_tokenizer)
+    shared = {t: student_keys[k] for k, t in piece_keys(teacher_tokenizer).items() if k in student_keys}
+    assert report["shared_pieces"] >= len(shared) >= 10
+    for teacher_id, student_id in shared.items():
+        np.testing.assert_array_equal(after[teacher_id], before[student_id])
+    assert np.isfinite(after).all() and 0.0 <= report["map_r2"] <= 1.0

@@ -315,3 +315,21 @@ def seen_piece_ids(tokenizer, examples: Iterable) -> np.ndarray:
                           for word in words if (core := _split_core(word)[1]))
     piece_ids = _single_piece_ids(_plain_backend(tokenizer), list(cores))
     return np.array(sorted({piece_id for piece_id in piece_ids if piece_id is not None}), dtype=np.int64)
+
+
+class AugmentedChunkReader:
+    """A transfer reader's chunks with each example followed by its augmented copies.
+
+    Chunk i of `reader` holds the examples of global indices i * chunk_size onwards, so its copies are
+    the ones a full pass would make, whichever chunk a (resumed) pass starts from."""
+
+    def __init__(self, reader, word_neighbours: WordNeighbours, options: AugmentOptions):
+        self.reader = reader
+        self.word_neighbours = word_neighbours
+        self.options = options
+
+    def chunks(self, start_chunk: int = 0):
+        for index, examples in self.reader.chunks(start_chunk):
+            yield index, list(augment_examples(
+                examples, self.word_neighbours, self.options.copies, self.options.replace_prob, self.options.seed,
+                self.options.include_original, start_index=index * self.reader.chunk_size))

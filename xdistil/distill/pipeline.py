@@ -21,6 +21,8 @@ import tensorflow as tf
 import tf_keras
 
 from xdistil.config import RESUMABLE_SETTINGS, DistilConfig, save_run_config
+from xdistil.data.augmentation import (AugmentedChunkReader, AugmentOptions, WordNeighbours, augmentation_fingerprint,
+                                       seen_piece_ids)
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
@@ -73,7 +75,21 @@ def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()
         if distribution.is_chief:
             save_run_config(model_dir, {**identity["settings"], "model_dir": str(model_dir), "labels": inputs.labels,
                                         "inputs": inputs.fingerprints, "status": "running"})
-        return _distil(config, inputs, distribution, callbacks, started)
+        tf_keras.utils.set_random_seed(config.trainer.seed)
+        tf_keras.mixed_precision.set_global_policy(config.runtime.opt_policy)
+        inputs, kept_pieces, vocabulary = _vocabulary(config, inputs, distribution)
+        trainer = StageTrainer(config.trainer, config.runtime, config.data.seq_len, distribution,
+                               model_dir / "checkpoints", model_dir / "logs", callbacks)
+        distil = _distil_general if config.data.general_distillation else _distil
+        student, metrics = distil(config, inputs, kept_pieces, distribution, trainer, callbacks)
+        if vocabulary is not None:
+            metrics["vocabulary"] = vocabulary
+        metrics["wall_seconds"] = round(time.time() - started, 1)
+        metrics["distribution"] = {"strategy": config.runtime.strategy, "replicas": distribution.num_replicas,
+                                   "workers": distribution.num_workers, "global_batch_size": trainer.batch_size}
+        if distribution.is_chief:
+            write_model_directory(config, inputs, student, metrics)
+        return metrics
 
 
 def _saved_identity(payload: dict) -> dict:
@@ -83,20 +99,46 @@ def _saved_identity(payload: dict) -> dict:
             "inputs": payload.get("inputs")}
 
 
-def _distil(config: DistilConfig, inputs: DistillationInputs, distribution, callbacks, started) -> dict:
-    model_dir, task = config.path, inputs.task
-    tf_keras.utils.set_random_seed(config.trainer.seed)
-    tf_keras.mixed_precision.set_global_policy(config.runtime.opt_policy)
-    kept_pieces, vocabulary = None, None
-    if config.data.trim_vocabulary:
-        reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
-        tokenizer, kept_pieces, vocabulary = trimmed_vocabulary(config.data, task, inputs.splits, reader,
-                                                                inputs.tokenizer, model_dir, distribution)
-        inputs = dataclasses.replace(inputs, tokenizer=tokenizer)
-    data = encode_task_data(task, inputs.labels, inputs.splits, inputs.tokenizer, config.data.encoding)
-    trainer = StageTrainer(config.trainer, config.runtime, config.data.seq_len, distribution,
-                           model_dir / "checkpoints", model_dir / "logs", callbacks)
+def _vocabulary(config: DistilConfig, inputs: DistillationInputs, distribution):
+    """The run's tokenizer: the teacher's, or (--trim_vocabulary) its trimmed copy; returns the inputs with it,
+    the kept piece ids (None without trimming) and the trimming report (None)."""
+    if not config.data.trim_vocabulary:
+        return inputs, None, None
+    reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
+    tokenizer, kept_pieces, report = trimmed_vocabulary(config.data, inputs.task, inputs.splits, reader,
+                                                        inputs.tokenizer, config.path, distribution)
+    return dataclasses.replace(inputs, tokenizer=tokenizer), kept_pieces, report
 
+
+def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distribution, trainer,
+                    callbacks) -> dict:
+    """Task-agnostic distillation: stage 1 alone, on unlabeled text, into a plain encoder."""
+    task, checkpoint = inputs.task, config.teacher.pt_teacher_checkpoint
+    with distribution.strategy.scope():
+        teacher = load_task_model(checkpoint, task, [])
+        if kept_pieces is not None:
+            teacher = trim_model_vocab(teacher, kept_pieces)
+        teacher.trainable = False
+        student = build_student(config.student, task, teacher, inputs.tokenizer, [])
+    log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
+
+    def encode_chunk(examples):
+        return task.encode(inputs.tokenizer, examples, {}, config.data.encoding)[0]
+
+    reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
+    transfer = TransferSource(reader, encode_chunk, teacher=None).without_logits()
+    groups = unfreezing_groups(student, [word_embedding_variable(student)] if config.student.freeze_word_embedding
+                               else [])
+    stage = representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)
+    return student, {"metric": None, "general_distillation": True, "stages": {"representation": trainer.run(stage)},
+                     "teacher": {"source": checkpoint, "parameters": int(teacher.count_params())},
+                     "student": {"parameters": int(student.count_params())}}
+
+
+def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distribution, trainer,
+            callbacks) -> dict:
+    task = inputs.task
+    data = encode_task_data(task, inputs.labels, inputs.splits, inputs.tokenizer, config.data.encoding)
     teacher, teacher_source = obtain_teacher(config, task, data, trainer, distribution, inputs.tokenizer,
                                              kept_pieces)
     teacher.trainable = False
@@ -104,8 +146,6 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, distribution, call
     metrics = {"metric": task.metric, "teacher": {"source": teacher_source, "dev": teacher_eval(data.dev)}}
     log.info("teacher dev %s %.4f", task.metric, metrics["teacher"]["dev"][task.metric])
     metrics["trivial_baseline"] = check_teacher_learned(config, task, data, metrics["teacher"]["dev"])
-    if vocabulary is not None:
-        metrics["vocabulary"] = vocabulary
 
     with distribution.strategy.scope():
         student = build_student(config.student, task, teacher, inputs.tokenizer, data.labels)
@@ -121,16 +161,11 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, distribution, call
         metrics["student"]["test"] = student_eval(data.test)
     metrics["student"]["parameters"] = int(student.count_params())
     metrics["teacher"]["parameters"] = int(teacher.count_params())
-    metrics["wall_seconds"] = round(time.time() - started, 1)
-    metrics["distribution"] = {"strategy": config.runtime.strategy, "replicas": distribution.num_replicas,
-                               "workers": distribution.num_workers, "global_batch_size": trainer.batch_size}
     log.info("teacher dev %.4f | student dev %.4f%s", metrics["teacher"]["dev"][task.metric],
              metrics["student"]["dev"][task.metric],
              f" | teacher test {metrics['teacher']['test'][task.metric]:.4f} student test "
              f"{metrics['student']['test'][task.metric]:.4f}" if data.test is not None else "")
-    if distribution.is_chief:
-        write_model_directory(config, inputs, student, metrics, teacher_source)
-    return metrics
+    return student, metrics
 
 
 def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTrainer, distribution, tokenizer,
@@ -196,11 +231,15 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
         return task.encode(inputs.tokenizer, examples, label2id, settings.encoding)[0]
 
     reader = inputs.transfer_reader(settings.distil_chunk_size, settings.max_transfer_lines)
+    augmentation = {"copies": 0}
+    if settings.augment_transfer:
+        reader, augmentation = augmented_reader(reader, teacher, inputs.tokenizer, settings, config.trainer.seed)
     cache = None
     if config.distillation.teacher_logit_cache:
         from xdistil.fingerprints import checkpoint_fingerprint
 
         key = {"teacher": checkpoint_fingerprint(teacher_source), "transfer": inputs.fingerprints["transfer"],
+               "augmentation": augmentation,
                "train": inputs.fingerprints["task_files"]["train"] if inputs.transfer_files is None else None,
                "seq_len": settings.seq_len, "chunk_size": settings.distil_chunk_size, "kind": task.kind,
                "labels": data.labels, "encoding": dataclasses.asdict(settings.encoding),
@@ -219,6 +258,20 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
     return transfer
 
 
+def augmented_reader(reader, teacher, tokenizer, settings, seed: int):
+    """`reader` with TinyBERT-style augmented copies of each example: words replaced by neighbours in the
+    teacher's input-embedding space, among the words of the transfer data. Returns (reader, fingerprint)."""
+    started = time.time()
+    candidates = seen_piece_ids(tokenizer, (example for _, chunk in reader.chunks(0) for example in chunk))
+    neighbours = WordNeighbours.from_embeddings(tokenizer, word_embedding_variable(teacher).numpy(),
+                                                settings.augment_neighbours, candidate_ids=candidates)
+    options = AugmentOptions(settings.augment_transfer, settings.augment_replace_prob, settings.augment_neighbours,
+                             seed)
+    log.info("augmentation: %d copies of each transfer example, %d replaceable words (%.0f s)", options.copies,
+             len(neighbours), time.time() - started)
+    return AugmentedChunkReader(reader, neighbours, options), augmentation_fingerprint(options, neighbours)
+
+
 def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, transfer: TransferSource,
                trainer: StageTrainer, distribution) -> dict:
     """Stages 1-3 in order; a finished stage is skipped (its final weights carried into the next)."""
@@ -228,7 +281,7 @@ def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, tra
     settings = config.distillation
     stage_factories = [
         ("representation", settings.representation_epochs,
-         lambda: _representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)),
+         lambda: representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)),
         ("logit", settings.logit_epochs, lambda: Stage(
             name="logit", model=student, groups=groups, gradual=True, source=transfer, task=task,
             compute_loss=logit_distillation_loss(student, task, settings.logit_loss, settings.temperature),
@@ -260,8 +313,7 @@ def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, tra
     return stages
 
 
-def write_model_directory(config: DistilConfig, inputs: DistillationInputs, student, metrics: dict,
-                          teacher_source: str) -> None:
+def write_model_directory(config: DistilConfig, inputs: DistillationInputs, student, metrics: dict) -> None:
     """model/ (a plain HF TF model directory with the tokenizer), metrics.json, then the config marked done."""
     model_dir = config.path
     atomic_save_dir(model_dir / "model", lambda tmp: (student.save_pretrained(str(tmp)),
@@ -270,10 +322,11 @@ def write_model_directory(config: DistilConfig, inputs: DistillationInputs, stud
         save_word_embedding(student, model_dir / "word_embedding.npy")
     atomic_write_json(model_dir / "metrics.json", metrics)
     save_run_config(model_dir, {**config.settings(), "model_dir": str(model_dir), "labels": inputs.labels,
-                                "inputs": inputs.fingerprints, "status": "done", "teacher_source": teacher_source})
+                                "inputs": inputs.fingerprints, "status": "done",
+                                "teacher_source": metrics["teacher"]["source"]})
 
 
-def _representation_stage(config, task, teacher, student, transfer, strategy, groups) -> Stage:
+def representation_stage(config, task, teacher, student, transfer, strategy, groups) -> Stage:
     """Stage 1: every unfrozen student variable (the union of `groups`) trains from the start."""
     settings = config.distillation
     mapping_spec = settings.layer_mapping if settings.distil_multi_hidden_states else "last"
@@ -296,4 +349,4 @@ def _representation_stage(config, task, teacher, student, transfer, strategy, gr
         compute_loss=representation_loss(teacher, student, projections, mapping, settings.distil_attention,
                                          settings.attention_loss),
         source=transfer.without_logits(), epochs=settings.representation_epochs,
-        learning_rate=settings.distil_learning_rate)
+        learning_rate=settings.representation_learning_rate or settings.distil_learning_rate)

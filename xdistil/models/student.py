@@ -19,6 +19,9 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
     """Create the student task model a StudentConfig describes, built and ready."""
     if student_config.pt_student_checkpoint:
         student = load_task_model(student_config.pt_student_checkpoint, task, labels)
+        if student_config.remap_student_vocabulary:
+            build_model(student)
+            remap_vocabulary(student, load_tokenizer(student_config.pt_student_checkpoint), teacher, tokenizer)
     elif student_config.student_layers_from_teacher is not None:
         student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher, task, labels)
     else:
@@ -100,3 +103,63 @@ def check_vocabulary_matches(student_checkpoint: str, student_vocab_size: int, t
     if student_vocab_size < len(tokenizer):
         raise CheckpointError(student_checkpoint, f"the student has vocab_size {student_vocab_size} < the "
                                                   f"teacher tokenizer's {len(tokenizer)}; use --compress_word_embedding")
+
+
+SPECIAL_ROLES = ("cls", "sep", "pad", "unk", "mask")
+WORD_START = "\u2581"
+
+
+def piece_keys(tokenizer) -> dict[str, int]:
+    """Tokenizer-independent names of a tokenizer's pieces: special tokens by role ("<cls>", ...), a
+    word-initial piece as "▁word" (SentencePiece's own spelling) and a continuation piece bare ("ing"),
+    whatever its tokenizer's convention (WordPiece writes "word" and "##ing")."""
+    import json
+
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    prefix = model.get("continuing_subword_prefix") if model["type"] == "WordPiece" else None
+    special = set(tokenizer.all_special_ids)
+    keys = {}
+    for piece, piece_id in tokenizer.get_vocab().items():
+        if piece_id in special:
+            continue
+        if prefix is not None:
+            piece = piece[len(prefix):] if piece.startswith(prefix) else WORD_START + piece
+        keys.setdefault(piece, piece_id)
+    for role in SPECIAL_ROLES:
+        piece_id = getattr(tokenizer, f"{role}_token_id", None)
+        if piece_id is not None:
+            keys[f"<{role}>"] = piece_id
+    return keys
+
+
+def remap_vocabulary(student, student_tokenizer, teacher, teacher_tokenizer) -> dict:
+    """Give a pretrained student the teacher's vocabulary: a piece both tokenizers have (by `piece_keys`, or
+    lower-cased for an uncased student) keeps the student's own embedding row; every other piece gets the
+    teacher's row mapped into the student's space by the least-squares map fit on the shared pieces.
+    The student's embedding matrix is resized to the teacher's vocabulary; returns a report."""
+    teacher_keys, student_keys = piece_keys(teacher_tokenizer), piece_keys(student_tokenizer)
+    pairs = []
+    for key, teacher_id in teacher_keys.items():
+        student_id = student_keys.get(key, student_keys.get(key.lower()))
+        if student_id is not None:
+            pairs.append((teacher_id, student_id))
+    if len(pairs) < 2:
+        raise ValueError("the student's and the teacher's tokenizers share fewer than 2 pieces: nothing to map from")
+    teacher_rows, student_rows = (np.array(ids) for ids in zip(*pairs))
+    teacher_matrix = word_embedding_variable(teacher).numpy().astype(np.float64)
+    student_matrix = word_embedding_variable(student).numpy().astype(np.float64)
+    mapping, *_ = np.linalg.lstsq(teacher_matrix[teacher_rows], student_matrix[student_rows], rcond=None)
+    remapped = teacher_matrix @ mapping
+    fitted = remapped[teacher_rows]
+    remapped[teacher_rows] = student_matrix[student_rows]
+    student.resize_token_embeddings(teacher_matrix.shape[0])
+    build_model(student)
+    word_embedding_variable(student).assign(remapped.astype(np.float32))
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(student.config, key, getattr(teacher.config, key, None))
+    residual = np.sum((fitted - student_matrix[student_rows]) ** 2)
+    total = np.sum((student_matrix[student_rows] - student_matrix[student_rows].mean(axis=0)) ** 2)
+    report = {"teacher_pieces": int(teacher_matrix.shape[0]), "shared_pieces": len(pairs),
+              "map_r2": float(1 - residual / total) if total else 1.0}
+    log.info("student vocabulary remapped to the teacher's: %s", report)
+    return report
