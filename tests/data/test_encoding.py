@@ -230,3 +230,48 @@ def test_markers_of_words_with_pieces_of_their_own_stay(sentencepiece_tokenizer)
 
 def tokens_of_xlmr(tokenizer, features):
     return [token for token in tokenizer.convert_ids_to_tokens(features.input_ids[0].tolist()) if token != "<pad>"]
+
+
+@pytest.mark.parametrize("words", [
+    ("John", "parisly", "works"), ("约翰", "\u200b", "住在", "\u0301", "北京", "works"),
+    tuple("john lives in parisly and mary works at acme corp in london".split()),
+])
+@pytest.mark.parametrize("seq_len", [6, 8, 32])
+def test_a_request_is_encoded_as_the_batch_path_encodes_it(tokenizer, words, seq_len):
+    """The batch-1 serving encoding (no padding; one tokenizer call when the sentence fits) gives the rows and
+    labelled positions of encode_ner, windows and vanishing words included."""
+    from xdistil.data.encoding import encode_ner_request
+
+    _assert_request_matches(tokenizer, words, seq_len, drop=False)
+
+
+@pytest.mark.parametrize("words", [tuple("人民代表"), ("internationalization", "dog"), tuple("人民代表人民代表人民")])
+@pytest.mark.parametrize("drop", [False, True])
+def test_a_sentencepiece_request_matches_with_bare_markers_kept_or_dropped(sentencepiece_tokenizer, words, drop):
+    _assert_request_matches(sentencepiece_tokenizer, words, 12, drop)
+
+
+def _assert_request_matches(tokenizer, words, seq_len, drop):
+    from xdistil.data.encoding import encode_ner_request
+
+    request = encode_ner_request(tokenizer, words, seq_len, drop_bare_markers=drop)
+    features, _ = encode_ner(tokenizer, [NerExample(words, None)], seq_len, {}, drop_bare_markers=drop)
+    lengths = features.attention_mask.sum(axis=1).tolist()
+    assert [row["input_ids"].tolist() for row in request.rows] == [
+        [features.input_ids[r, :n].tolist()] for r, n in enumerate(lengths)]
+    for r, (positions, word_indices) in enumerate(request.first_subtokens):
+        expected = np.flatnonzero(features.word_ids[r] >= 0)
+        assert positions.tolist() == expected.tolist()
+        assert word_indices.tolist() == features.word_ids[r, expected].tolist()
+
+
+@pytest.mark.parametrize("pair", [("a good movie", None), ("the film was awful and the plot was bad", None),
+                                  ("a film", "john lives in paris and london")])
+def test_a_text_request_is_encoded_as_the_batch_path_encodes_it(tokenizer, pair):
+    from xdistil.data.encoding import encode_text_request
+
+    request = encode_text_request(tokenizer, *pair, seq_len=8)
+    features, _ = encode_texts(tokenizer, [TextExample(*pair, None)], 8, {}, pair=pair[1] is not None)
+    length = int(features.attention_mask.sum())
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert request.rows[0][name].tolist() == [getattr(features, name)[0, :length].tolist()], name

@@ -263,3 +263,52 @@ def decode_ner(pred_ids, features, num_words, id2label):
                                    pred_ids[rows, positions].tolist()):
         tags[example][word] = id2label[pred]
     return tags
+
+
+@dataclass
+class Request:
+    """One request encoded for batch-1 serving: model-input rows at their exact lengths (NER sentences longer
+    than seq_len have several), and for NER, per row, the positions of the words' first sub-tokens and the
+    words they belong to."""
+
+    rows: list  # of {input name: [1, length] int32 array}
+    first_subtokens: list | None = None  # of (positions, word indices) array pairs
+
+
+def _row(input_ids, token_type_ids=None) -> dict:
+    input_ids = np.asarray([input_ids], dtype=np.int32)
+    token_types = np.zeros_like(input_ids) if token_type_ids is None else np.asarray([token_type_ids], np.int32)
+    return {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids), "token_type_ids": token_types}
+
+
+def encode_ner_request(tokenizer, words, seq_len, long_policy="window", drop_bare_markers=False) -> Request:
+    """One NER sentence as `encode_ner` encodes it, without the padding: a sentence that fits in `seq_len`
+    takes one tokenizer call; anything else (windows, words that tokenize to nothing) goes through
+    `encode_ner` itself, so both give the same rows and labelled positions."""
+    marker = bare_marker_id(tokenizer) if drop_bare_markers else None
+    encoding = tokenizer(list(words), is_split_into_words=True, verbose=False)
+    ids, word_of = encoding["input_ids"], encoding.word_ids()
+    if marker is not None:
+        kept = [not drop for drop in _droppable(ids, word_of, marker)]
+        ids = [token for token, keep in zip(ids, kept) if keep]
+        word_of = [word for word, keep in zip(word_of, kept) if keep]
+    word_array = np.array([-1 if word is None else word for word in word_of])
+    first = np.flatnonzero((word_array >= 0) & (word_array != np.concatenate([[-1], word_array[:-1]])))
+    if len(ids) <= seq_len and len(first) == len(words):
+        return Request([_row(ids)], [(first, word_array[first])])
+    from xdistil.data.readers import NerExample
+
+    features, _ = encode_ner(tokenizer, [NerExample(tuple(words), None)], seq_len, {}, long_policy,
+                             drop_bare_markers)
+    rows, first_subtokens = [], []
+    for row, length in enumerate(features.attention_mask.sum(axis=1).tolist()):
+        rows.append(_row(features.input_ids[row, :length]))
+        positions = np.flatnonzero(features.word_ids[row, :length] >= 0)
+        first_subtokens.append((positions, features.word_ids[row, positions]))
+    return Request(rows, first_subtokens)
+
+
+def encode_text_request(tokenizer, text_a, text_b, seq_len) -> Request:
+    """One text (or pair) as `encode_texts` encodes it, without the padding."""
+    encoding = tokenizer(text_a, text_b, truncation="longest_first", max_length=seq_len, verbose=False)
+    return Request([_row(encoding["input_ids"], encoding.get("token_type_ids"))])

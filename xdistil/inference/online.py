@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from xdistil.data.encoding import MODEL_INPUT_NAMES
 from xdistil.data.readers import decode_line, iter_lines
 from xdistil.model_dir import ModelDirectory
 
@@ -47,7 +46,8 @@ class OnlinePredictor:
 
     def __init__(self, model_dir: ModelDirectory, forward: Forward):
         self.model_dir = model_dir
-        self.task = model_dir.task
+        self.task, self.tokenizer, self.encoding, self.labels = (model_dir.task, model_dir.tokenizer,
+                                                                 model_dir.encoding, model_dir.labels)
         self.forward = forward
 
     @classmethod
@@ -64,28 +64,16 @@ class OnlinePredictor:
 
         return cls(model_dir, TFLogits(tf_model))
 
-    def predict_line(self, text: str, line_no: int, path) -> str:
-        """Parse, tokenize, run and post-process one request; return its output line.
+    def predict(self, example):
+        """(prediction, logits of each row) for one parsed example: each row (NER sentences longer than
+        seq_len have several) runs at its exact length, with no padding."""
+        request = self.task.encode_request(self.tokenizer, example, self.encoding)
+        row_logits = [np.asarray(self.forward(row))[0] for row in request.rows]
+        return self.task.request_prediction(request, row_logits, example, self.labels), row_logits
 
-        Each tokenized row (NER sentences longer than seq_len have several) runs separately,
-        cut to its real length; its logits go back into the padded layout post-processing expects.
-        """
-        example = self.task.parse_unlabeled(text, path, line_no)
-        features = self.model_dir.encode([example])
-        logits = None
-        for row, length in enumerate(features.attention_mask.sum(axis=1).tolist()):
-            arrays = {name: np.ascontiguousarray(getattr(features, name)[row:row + 1, :length])
-                      for name in MODEL_INPUT_NAMES}
-            row_logits = np.asarray(self.forward(arrays))[0]
-            token_level = row_logits.ndim == 2
-            if logits is None:
-                width = (features.input_ids.shape[1],) if token_level else ()
-                logits = np.zeros((len(features), *width, row_logits.shape[-1]), np.float32)
-            if token_level:
-                logits[row, :length] = row_logits
-            else:
-                logits[row] = row_logits
-        prediction = self.model_dir.predictions(logits, features, [example])[0]
+    def predict_line(self, text: str, line_no: int, path) -> str:
+        """Parse, tokenize, run and post-process one request line; return its output line."""
+        prediction, _ = self.predict(self.task.parse_unlabeled(text, path, line_no))
         return self.task.format_prediction(prediction)
 
 

@@ -115,6 +115,14 @@ class Task(abc.ABC):
         """Examples -> (Features, stats) with the fast tokenizer and EncodingSettings."""
 
     @abc.abstractmethod
+    def encode_request(self, tokenizer, example, settings):
+        """One example for batch-1 serving: a data.encoding.Request (rows at their exact lengths)."""
+
+    @abc.abstractmethod
+    def request_prediction(self, request, row_logits: list, example, labels: list[str]):
+        """The prediction (as `predictions` makes it) from the logits of each row of a Request."""
+
+    @abc.abstractmethod
     def logit_loss_mask(self, batch: dict):
         """Where a logit loss looks (a tf mask, or None for everywhere)."""
 

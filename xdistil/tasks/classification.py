@@ -5,7 +5,7 @@ import collections
 
 import numpy as np
 
-from xdistil.data.encoding import encode_texts
+from xdistil.data.encoding import encode_text_request, encode_texts
 from xdistil.data.readers import TextExample, check_label, split_columns
 from xdistil.errors import InputFormatError
 from xdistil.evaluate import classification_scores
@@ -67,6 +67,14 @@ class SequenceClassification(Task):
 
     def encode(self, tokenizer, examples, label2id, settings):
         return encode_texts(tokenizer, examples, settings.seq_len, label2id, pair=self.pair)
+
+    def encode_request(self, tokenizer, example, settings):
+        return encode_text_request(tokenizer, example.text_a, example.text_b, settings.seq_len)
+
+    def request_prediction(self, request, row_logits, example, labels):
+        probabilities = softmax(row_logits[0])
+        best = int(probabilities.argmax())
+        return labels[best], float(probabilities[best])
 
     def logit_loss_mask(self, batch):
         return batch.get("example_mask")  # the real rows (None: all of them)

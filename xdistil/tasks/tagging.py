@@ -1,7 +1,7 @@
 """Token tagging (NER): one BIO/BIOES tag per whitespace-separated word, entity-level F1."""
 from __future__ import annotations
 
-from xdistil.data.encoding import decode_ner, encode_ner
+from xdistil.data.encoding import decode_ner, encode_ner, encode_ner_request
 from xdistil.data.readers import NerExample, check_label, split_columns
 from xdistil.errors import InputFormatError
 from xdistil.evaluate import ner_scores
@@ -55,6 +55,17 @@ class TokenTagging(Task):
     def encode(self, tokenizer, examples, label2id, settings):
         return encode_ner(tokenizer, examples, settings.seq_len, label2id, settings.long_sequence_policy,
                           drop_bare_markers=settings.bare_word_marker == "drop")
+
+    def encode_request(self, tokenizer, example, settings):
+        return encode_ner_request(tokenizer, example.tokens, settings.seq_len, settings.long_sequence_policy,
+                                  settings.bare_word_marker == "drop")
+
+    def request_prediction(self, request, row_logits, example, labels):
+        tags = ["O"] * len(example.tokens)  # words a truncated sentence never reached, as decode_ner has them
+        for logits, (positions, words) in zip(row_logits, request.first_subtokens):
+            for word, label in zip(words.tolist(), logits[positions].argmax(-1).tolist()):
+                tags[word] = labels[label]
+        return tags
 
     def logit_loss_mask(self, batch):
         import tensorflow as tf
