@@ -100,13 +100,17 @@ def test_a_rerun_with_invalid_settings_changes_nothing(pairwise_copy):
     assert {p: p.read_bytes() for p in pairwise_copy.rglob("*") if p.is_file()} == before
 
 
-def test_a_rerun_with_other_settings_is_refused_before_writing(pairwise_copy):
+def test_a_rerun_with_other_settings_is_refused_before_writing_unless_overwritten(pairwise_copy):
     from xdistil.distill.pipeline import run_distillation
 
     before = (pairwise_copy / CONFIG_FILE).read_bytes()
     with pytest.raises(ModelDirectoryError, match=r"--seq_len 16 -> 24.*--overwrite"):
         run_distillation(_config_of(pairwise_copy, seq_len=24))
     assert (pairwise_copy / CONFIG_FILE).read_bytes() == before
+    (pairwise_copy / "checkpoints" / "stale.txt").write_text("from the old run")
+    run_distillation(_config_of(pairwise_copy, seq_len=24), overwrite=True)  # starts over
+    assert read_run_config(pairwise_copy)["data"]["seq_len"] == 24
+    assert not (pairwise_copy / "checkpoints" / "stale.txt").exists()
 
 
 def test_a_rerun_on_another_task_is_refused(pairwise_copy, tmp_path):
@@ -126,7 +130,7 @@ def test_a_rerun_on_another_task_is_refused(pairwise_copy, tmp_path):
 def test_claim_run_directory_rules(tmp_path):
     identity = {"settings": {"data": {"seq_len": 16}}, "labels": ["a"], "inputs": {"train": "x"}}
     same = lambda payload: identity  # noqa: E731
-    assert claim_run_directory(tmp_path / "new", identity, same, overwrite=False) is False
+    assert claim_run_directory(tmp_path / "new", identity, same, overwrite=False) == "new"
     stranger = tmp_path / "home"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")

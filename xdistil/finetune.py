@@ -18,7 +18,7 @@ from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.errors import ConfigError
 from xdistil.fingerprints import directory_fingerprint
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
-from xdistil.model_dir import ModelDirectory, claim_run_directory
+from xdistil.model_dir import ModelDirectory, claim_run_directory, clear_run_directory
 from xdistil.models.loading import word_embedding_variable
 from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
 from xdistil.task_data import Evaluator, encode_task_data, read_task_files
@@ -77,8 +77,10 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     distribution = Distribution.create(runtime.strategy, runtime.num_virtual_cpus, runtime.tpu)  # before any TF op
     with distribution.lost_worker_errors():
         out = Path(finetune.output_dir)
-        claim_run_directory(out, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS | {"output_dir"},
-                            delete=distribution.is_chief)
+        claim = claim_run_directory(out, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS | {"output_dir"})
+        distribution.barrier()  # every worker has decided before the chief deletes anything
+        if claim == "overwrite" and distribution.is_chief:
+            clear_run_directory(out)
         distribution.barrier()
         record = source.record
         payload = {**record, **identity["settings"], "inputs": identity["inputs"], "model_dir": str(out),

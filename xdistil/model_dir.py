@@ -179,18 +179,18 @@ def describe_differences(saved: dict, new: dict, resumable=frozenset()) -> list[
     return differences
 
 
-def claim_run_directory(path, new_identity: dict, saved_identity, overwrite: bool, resumable=frozenset(),
-                        delete: bool = True) -> bool:
-    """Decide whether a run may write into `path`; return True when it resumes a run found there.
+def claim_run_directory(path, new_identity: dict, saved_identity, overwrite: bool, resumable=frozenset()) -> str:
+    """Decide whether a run may write into `path`: "new" (nothing there), "resume" (an identical run), or
+    "overwrite" (another run, and `overwrite` was given: the caller deletes it with `clear_run_directory`).
 
     `saved_identity(payload)` turns a saved config payload into an identity comparable to `new_identity`.
-    An identical run resumes; a different one stops here, before anything is written, unless `overwrite`,
-    which deletes what the directory holds (only the chief process passes `delete`). A non-empty directory
-    that is not a model directory is never written into.
+    A different run stops here, before anything is written, unless `overwrite`. A non-empty directory that is
+    not a model directory is never written into. Nothing is changed on disk, so every worker of a cluster can
+    decide before the chief deletes anything.
     """
     path = Path(path)
     if not path.exists() or not any(path.iterdir()):
-        return False
+        return "new"
     config_path = path / "xtremedistil-config.json"
     strangers = sorted(entry.name for entry in path.iterdir()
                        if entry.name not in RUN_ENTRIES and not entry.name.startswith("."))
@@ -207,14 +207,17 @@ def claim_run_directory(path, new_identity: dict, saved_identity, overwrite: boo
                 raise ModelDirectoryError(error.where, f"{error.what}; or give --overwrite to start over") from None
             differences = ["an unreadable config"]
         if not differences:
-            return True
+            return "resume"
         if not overwrite:
             shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more" if len(differences) > 8 else "")
             raise ModelDirectoryError(path, f"holds a run made with other settings or inputs ({shown}). Rerun with "
                                             "its settings to resume it, give --overwrite to delete it and start "
                                             "over, or choose another --model_dir")
-    if delete:
-        log.warning("--overwrite: deleting what %s holds", path)
-        for entry in path.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    return False
+    return "overwrite"
+
+
+def clear_run_directory(path) -> None:
+    """Delete what a model directory holds (after `claim_run_directory` said "overwrite")."""
+    log.warning("--overwrite: deleting what %s holds", path)
+    for entry in Path(path).iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

@@ -34,7 +34,7 @@ from xdistil.distill.vocabulary import trimmed_vocabulary
 from xdistil.errors import XdistilError
 from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
-from xdistil.model_dir import claim_run_directory
+from xdistil.model_dir import claim_run_directory, clear_run_directory
 from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
 from xdistil.models.student import build_student
 from xdistil.models.vocab_trimming import trim_model_vocab
@@ -67,10 +67,12 @@ def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()
     distribution = Distribution.create(config.runtime.strategy, config.runtime.num_virtual_cpus, config.runtime.tpu)
     with distribution.lost_worker_errors():
         model_dir = config.path
-        resumed = claim_run_directory(model_dir, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS,
-                                      delete=distribution.is_chief)
+        claim = claim_run_directory(model_dir, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS)
+        distribution.barrier()  # every worker has decided before the chief deletes anything
+        if claim == "overwrite" and distribution.is_chief:
+            clear_run_directory(model_dir)
         distribution.barrier()
-        if resumed:
+        if claim == "resume":
             log.info("resuming the run in %s", model_dir)
         if distribution.is_chief:
             save_run_config(model_dir, {**identity["settings"], "model_dir": str(model_dir), "labels": inputs.labels,
