@@ -99,3 +99,187 @@ def base_config(base_model_dir: str, model_dir: Path, **overrides):
     settings = DistilConfig.from_dict(run).flat_settings()
     return DistilConfig.from_settings(str(model_dir), **{**settings, "pt_teacher_checkpoint": run_teacher(run),
                                                          **overrides})
+
+
+# --- multiply-adds per request and the CPU's peak -------------------------------------------------------------
+
+def encoder_multiply_adds(config: dict, length: int, kind: str, cls_only_last_layer: bool = False) -> dict:
+    """Multiply-adds of one forward pass of a BERT-style encoder and its task head over one row of `length` tokens.
+
+    "matmul": weights times activations (per layer the Q/K/V/O projections and the feed-forward; the head), the
+    part that dynamic int8 runs in int8; "attention": the scores Q.K^T and their weighted sum over V, which
+    onnxruntime's attention kernels run in fp32. Embedding lookups, biases, layer norms, softmax and GELU count
+    as free. NER: a token classifier at every position; otherwise a [CLS] head (dense H x H, then H x labels).
+    With `cls_only_last_layer` the last layer computes keys and values at every position, and the query,
+    attention output and feed-forward at position 0 only (the export's `"cls_only_last_layer"`).
+    """
+    hidden, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    labels = len(config["id2label"])
+    full_layers = layers - 1 if cls_only_last_layer else layers
+    matmul = full_layers * (4 * length * hidden ** 2 + 2 * length * hidden * inner)
+    attention = full_layers * 2 * length ** 2 * hidden
+    if cls_only_last_layer:
+        matmul += 2 * length * hidden ** 2 + 2 * hidden ** 2 + 2 * hidden * inner
+        attention += 2 * length * hidden
+    matmul += length * hidden * labels if kind == "ner" else hidden ** 2 + hidden * labels
+    return {"matmul": matmul, "attention": attention, "total": matmul + attention}
+
+
+# Multiply-adds per core per cycle, best SIMD level first: (flags needed, fp32 MACs, how). Two vector FMA pipes.
+FP32_MACS_PER_CYCLE = (
+    (("avx512f",), 32, "AVX-512: 2 FMA pipes x 16 fp32 lanes"),
+    (("avx2", "fma"), 16, "AVX2+FMA: 2 FMA pipes x 8 fp32 lanes"),
+    (("avx",), 8, "AVX without FMA: 1 multiply + 1 add pipe x 8 fp32 lanes"),
+    ((), 4, "SSE: 1 multiply + 1 add pipe x 4 fp32 lanes"),
+)
+# int8 as onnxruntime's dynamic quantization runs it: u8 activations x s8 weights summed into s32.
+INT8_MACS_PER_CYCLE = (
+    (("amx_int8",), 1024, "AMX: one TMUL, 1024 int8 MACs per cycle"),
+    (("avx512_vnni",), 128, "AVX-512 VNNI: 2 pipes x vpdpbusd zmm (64 MACs)"),
+    (("avx_vnni",), 64, "AVX-VNNI: 2 pipes x vpdpbusd ymm (32 MACs)"),
+    (("avx512bw",), 64, "AVX-512BW without VNNI: vpmaddubsw + vpmaddwd zmm (64 MACs) per cycle on 2 multiply pipes"),
+    (("avx2",), 32, "AVX2 without VNNI: vpmaddubsw + vpmaddwd ymm (32 MACs) per cycle on 2 multiply pipes (a core "
+                    "with one vector integer multiply pipe, like AMD Zen 2, gets half)"),
+    ((), 16, "SSSE3: pmaddubsw + pmaddwd xmm (16 MACs) per cycle"),
+)
+
+
+# Cores whose throughput the flags do not tell: (vendor, family, models, fp32 and int8 MACs per cycle, why).
+KNOWN_CORES = (
+    ("AuthenticAMD", 23, range(0x00, 0x30), 8, 8,
+     "AMD Zen/Zen+: each 256-bit instruction runs as two 128-bit halves (ymm FMA 1 per cycle, 8 fp32 MACs); "
+     "vpmaddubsw and vpmaddwd ymm share one multiply pipe at 0.5 per cycle each: 32 int8 MACs per 4 cycles "
+     "(measured with register-resident loops on this project's EPYC)"),
+)
+
+
+def _best_level(table, flags: set) -> tuple[int, str]:
+    return next((macs, how) for needed, macs, how in table if set(needed) <= flags)
+
+
+def _known_core(identity):
+    return next((core for core in KNOWN_CORES
+                 if identity and (core[0], core[1]) == identity[:2] and identity[2] in core[2]), None)
+
+
+def cpu_clock_mhz(cpuinfo: Path = Path("/proc/cpuinfo"),
+                  max_freq: Path = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")) -> tuple[float, str]:
+    """The clock the peak is computed at, and where it came from: cpufreq's maximum when the kernel exposes it,
+    else the highest "cpu MHz" in /proc/cpuinfo (on a VM often the nominal clock; turbo can run faster)."""
+    if max_freq.exists():
+        return int(max_freq.read_text()) / 1000.0, str(max_freq)
+    mhz = [float(line.split(":", 1)[1]) for line in cpuinfo.read_text().splitlines() if line.startswith("cpu MHz")]
+    if not mhz:
+        raise ValueError(f"no clock in {cpuinfo} or {max_freq}")
+    return max(mhz), f'{cpuinfo} "cpu MHz"'
+
+
+def _first_core(cpuinfo: Path) -> dict:
+    fields = {}
+    for line in cpuinfo.read_text().splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The first core's flags in /proc/cpuinfo."""
+    return set(_first_core(cpuinfo).get("flags", "").split())
+
+
+def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, int, int] | None:
+    """(vendor, family, model) of the first core in /proc/cpuinfo, if it says."""
+    core = _first_core(cpuinfo)
+    try:
+        return core["vendor_id"], int(core["cpu family"]), int(core["model"])
+    except (KeyError, ValueError):
+        return None
+
+
+def peak_multiply_adds(flags: set[str], clock_mhz: float, identity: tuple[str, int, int] | None = None) -> dict:
+    """One core's peak multiply-adds per second in fp32 and int8 at `clock_mhz`, with what was assumed: the
+    KNOWN_CORES entry of `identity` (vendor, family, model), else the best SIMD level of `flags` (see
+    FP32_MACS_PER_CYCLE and INT8_MACS_PER_CYCLE)."""
+    known = _known_core(identity)
+    if known:
+        fp32, int8, why = known[3:]
+        assumed = {"fp32": why, "int8": why}
+    else:
+        (fp32, fp32_how), (int8, int8_how) = (_best_level(t, flags) for t in (FP32_MACS_PER_CYCLE, INT8_MACS_PER_CYCLE))
+        assumed = {"fp32": fp32_how, "int8": int8_how}
+    return {"clock_mhz": clock_mhz, "fp32_macs_per_cycle": fp32, "int8_macs_per_cycle": int8,
+            "fp32_per_s": fp32 * clock_mhz * 1e6, "int8_per_s": int8 * clock_mhz * 1e6, "assumed": assumed}
+
+
+def this_cpu_peak() -> dict:
+    """`peak_multiply_adds` of this machine's CPU (one core), with its identity and where the clock came from."""
+    clock, source = cpu_clock_mhz()
+    identity = cpu_identity()
+    return {**peak_multiply_adds(cpu_flags(), clock, identity), "clock_source": source,
+            "vendor_family_model": identity}
+
+
+def seconds_at_peak(multiply_adds: dict, precision: str, peak: dict) -> float:
+    """The time `multiply_adds` (from `encoder_multiply_adds`) take at one core's peak: int8 runs its weight
+    matmuls at the int8 peak and attention at the fp32 peak; fp32 runs everything at the fp32 peak."""
+    if precision == "int8":
+        return multiply_adds["matmul"] / peak["int8_per_s"] + multiply_adds["attention"] / peak["fp32_per_s"]
+    if precision == "fp32":
+        return multiply_adds["total"] / peak["fp32_per_s"]
+    raise ValueError(f"unknown precision {precision!r}")
+
+
+def peak_summary(work: list[dict], seconds: list[float], precision: str, peak: dict,
+                 ceiling: dict | None = None) -> dict:
+    """Mean multiply-adds per request, the multiply-adds per second achieved over `seconds` (one per request), and
+    the percent of one core's peak: the time the requests would take at peak over the time they took; with a
+    `ceiling` (`onnxruntime_gemm_ceiling`), the same against it."""
+    total_seconds = sum(seconds)
+    summary = {"multiply_adds_per_request_mean": sum(w["total"] for w in work) / len(work),
+               "achieved_gmacs_per_s": sum(w["total"] for w in work) / total_seconds / 1e9,
+               "percent_of_peak": 100.0 * sum(seconds_at_peak(w, precision, peak) for w in work) / total_seconds}
+    if ceiling:
+        summary["percent_of_gemm_ceiling"] = 100.0 * sum(seconds_at_peak(w, precision, ceiling)
+                                                         for w in work) / total_seconds
+    return summary
+
+
+def onnxruntime_gemm_ceiling(rows: int = 256, inner: int = 384, columns: int = 1536, repeats: int = 20) -> dict:
+    """Multiply-adds per second that onnxruntime's own single-thread GEMMs reach on this core (thread CPU time,
+    best of 5 rounds), fp32 MatMul and int8 MatMulInteger (u8 x s8), at a feed-forward shape: a measured ceiling
+    to read the percent of the nominal peak against (the clock /proc/cpuinfo gives may not be the one running)."""
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    cases = {"fp32_per_s": ("MatMul", TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT,
+                            rng.standard_normal((rows, inner), dtype=np.float32),
+                            rng.standard_normal((inner, columns), dtype=np.float32)),
+             "int8_per_s": ("MatMulInteger", TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32,
+                            rng.integers(0, 256, (rows, inner), dtype=np.uint8),
+                            rng.integers(-127, 128, (inner, columns), dtype=np.int8))}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    ceiling = {"shape": [rows, inner, columns]}
+    for key, (op, a_type, b_type, out_type, a, b) in cases.items():
+        graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], op,
+                                  [helper.make_tensor_value_info("a", a_type, [rows, inner]),
+                                   helper.make_tensor_value_info("b", b_type, [inner, columns])],
+                                  [helper.make_tensor_value_info("c", out_type, [rows, columns])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feeds = {"a": a, "b": b}
+        session.run(None, feeds)
+        rounds = []
+        for _ in range(5):
+            start = time.thread_time()
+            for _ in range(repeats):
+                session.run(None, feeds)
+            rounds.append((time.thread_time() - start) / repeats)
+        ceiling[key] = rows * inner * columns / min(rounds)
+    return ceiling

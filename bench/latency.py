@@ -5,7 +5,9 @@
 Every request is one test sentence at its own length (parse + tokenize + forward + post-process timed),
 served in turn by: the teacher TF fp32 padded to --seq_len (the reference toolkit's way), the teacher TF
 fp32 unpadded, the student TF fp32, the student ONNX fp32 and ONNX int8; then the int8 student with
---instances single-thread processes for throughput. Writes bench/results/<name>.json and <name>_latency.png.
+--instances single-thread processes for throughput. Each model's summary also has its multiply-adds per request
+(counted from its config and each request's length), the rate achieved and the percent of one core's peak
+(bench/common.py). Writes bench/results/<name>.json and <name>_latency.png.
 """
 import sys
 from pathlib import Path
@@ -17,7 +19,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from bench.common import (PADDED_TEACHER, RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER,
-                          default_teacher_dir, load_average, load_teacher, model_sizes_mb, teacher_view, write_result)
+                          default_teacher_dir, encoder_multiply_adds, load_average, load_teacher, model_sizes_mb,
+                          onnxruntime_gemm_ceiling, peak_summary, read_json, teacher_view, this_cpu_peak,
+                          write_result)
 
 FLAGS = flags.FLAGS
 
@@ -87,12 +91,46 @@ def label_agreement(kind: str, outputs: list[str], reference: list[str]) -> dict
     return result
 
 
-def summarize(kind: str, runs: dict) -> dict:
-    """Latency summaries with p50 speed-ups, and label agreement with the (padded and unpadded) teacher."""
+def _row_lengths(view, lines, path) -> list[list[int]]:
+    """The length of each model-input row of each request, as `view` encodes it for serving."""
+    task = view.task
+    return [[row["input_ids"].shape[1] for row in task.encode_request(
+        view.tokenizer, task.parse_unlabeled(text, path, line_no), view.encoding).rows] for line_no, text in lines]
+
+
+def request_work(model_dir, export: dict, teacher_dir: str, seq_len: int, lines, path) -> dict:
+    """{model: (multiply-adds of each request, precision)}: the padded teacher at seq_len for every row, the teacher
+    and the TF student at each row's length, the ONNX students likewise with their last layer at [CLS] only when
+    the export computes it so."""
+    kind = model_dir.task.kind
+    teacher_config = read_json(Path(teacher_dir) / "config.json")
+    student_config = read_json(model_dir.model_path / "config.json")
+    cls_only = bool(export["fusion"].get("cls_only_last_layer"))
+
+    def per_request(config, row_lengths, cls_only_last_layer=False):
+        rows = [[encoder_multiply_adds(config, n, kind, cls_only_last_layer) for n in lengths]
+                for lengths in row_lengths]
+        return [{key: sum(w[key] for w in request) for key in request[0]} for request in rows]
+
+    teacher_rows = _row_lengths(teacher_view(model_dir, teacher_dir, seq_len), lines, path)
+    student_rows = _row_lengths(model_dir, lines, path)
+    return {PADDED_TEACHER: (per_request(teacher_config, [[seq_len] * len(r) for r in teacher_rows]), "fp32"),
+            TEACHER: (per_request(teacher_config, teacher_rows), "fp32"),
+            STUDENT_TF: (per_request(student_config, student_rows), "fp32"),
+            STUDENT_ONNX_FP32: (per_request(student_config, student_rows, cls_only), "fp32"),
+            STUDENT_ONNX_INT8: (per_request(student_config, student_rows, cls_only), "int8")}
+
+
+def summarize(kind: str, runs: dict, work: dict, peak: dict, ceiling: dict) -> dict:
+    """Latency summaries with p50 speed-ups, label agreement with the (padded and unpadded) teacher, and
+    multiply-adds per request, the rate achieved and the percent of `peak` (and of the GEMM `ceiling`) over the
+    end-to-end latencies."""
     from xdistil.inference.online import latency_summary
 
     summaries = {name: latency_summary(latencies) for name, (_, latencies) in runs.items()}
     for name, summary in summaries.items():
+        multiply_adds, precision = work[name]
+        summary.update(peak_summary(multiply_adds, [ms / 1000.0 for ms in runs[name][1]], precision, peak, ceiling))
         summary["p50_speedup_vs_padded_teacher"] = summaries[PADDED_TEACHER]["p50"] / summary["p50"]
         summary["p50_speedup_vs_student_tf_fp32"] = summaries[STUDENT_TF]["p50"] / summary["p50"]
         summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name][0], runs[PADDED_TEACHER][0])
@@ -176,7 +214,9 @@ def run_benchmark(model_dir: str, teacher_dir: str | None, test_file: str | None
     predictors = build_predictors(student, export, teacher_dir, seq_len, threads)
     load_before = load_average()
     runs = serve_interleaved(predictors, lines, warmup, test_file)
-    models = summarize(student.task.kind, runs)
+    peak, ceiling = this_cpu_peak(), onnxruntime_gemm_ceiling()
+    models = summarize(student.task.kind, runs, request_work(student, export, teacher_dir, seq_len, lines, test_file),
+                       peak, ceiling)
     multi = None
     if instances > 1 and STUDENT_ONNX_INT8 in runs:
         multi = measure_instances(student, lines, instances, warmup, runs[STUDENT_ONNX_INT8][0],
@@ -188,6 +228,10 @@ def run_benchmark(model_dir: str, teacher_dir: str | None, test_file: str | None
               "timed_path": "parse + tokenize + forward + post-process, batch 1",
               "threads": {"onnxruntime_intra_op": threads, "onnxruntime_inter_op": 1, "tensorflow": tf_threads},
               "cpu": cpu_info(), "load_average_before_after": [load_before, load_average()],
+              "cpu_peak_one_core": peak, "onnxruntime_gemm_ceiling_one_thread": ceiling,
+              "percent_of_peak": "time at one core's peak (int8 models: weight matmuls at the int8 peak, attention at "
+              "the fp32 peak) over the end-to-end latency; percent_of_gemm_ceiling: the same at onnxruntime's "
+              "measured single-thread GEMM rates",
               "versions": {"tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__},
               "sizes_mb": model_sizes_mb(student, teacher_dir), "latency_ms": models, "instances": multi}
     write_result(RESULTS_DIR / f"{name}.json", report)
@@ -203,8 +247,9 @@ def main(argv):
     report = run_benchmark(FLAGS.model_dir, FLAGS.teacher_dir, FLAGS.test_file, FLAGS.max_requests, FLAGS.seq_len,
                            FLAGS.instances, FLAGS.warmup, FLAGS.intra_op_threads, name)
     for model, s in report["latency_ms"].items():
-        logging.info("%-24s p50 %7.2f  p90 %7.2f  p99 %7.2f ms  %6.1f req/s  x%.1f vs padded teacher", model,
-                     s["p50"], s["p90"], s["p99"], s["throughput_per_s"], s["p50_speedup_vs_padded_teacher"])
+        logging.info("%-24s p50 %7.2f  p90 %7.2f  p99 %7.2f ms  %6.1f req/s  x%.1f vs padded teacher  %5.1f%% of "
+                     "peak", model, s["p50"], s["p90"], s["p99"], s["throughput_per_s"],
+                     s["p50_speedup_vs_padded_teacher"], s["percent_of_peak"])
     if report["instances"]:
         logging.info("int8 x%d instances: %.1f req/s", FLAGS.instances, report["instances"]["throughput_per_s"])
 
