@@ -2,6 +2,7 @@
 predictions back to one tag per word. Needs a HuggingFace *fast* tokenizer (word_ids())."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,8 +81,10 @@ def _tag_ids(example, label2id, example_number):
     return np.array([label2id[tag] for tag in example.tags], dtype=np.int32)
 
 
+@functools.lru_cache(maxsize=16)
 def bare_marker_id(tokenizer) -> int | None:
-    """The id of SentencePiece's bare word-start piece "▁", if the tokenizer has one."""
+    """The id of SentencePiece's bare word-start piece "▁", if the tokenizer has one (looked up once per
+    tokenizer: serving asks for it on every request)."""
     marker = tokenizer.convert_tokens_to_ids("\u2581")
     return None if marker is None or marker == tokenizer.unk_token_id else marker
 
