@@ -24,6 +24,7 @@ from xdistil.tasks import get_task
 log = logging.getLogger(__name__)
 
 ONNX_DIR = "onnx"
+VOCABULARY_DIR = "vocabulary"  # a run's trimmed tokenizer (--trim_vocabulary)
 EXPORT_REPORT = "export.json"
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
@@ -156,7 +157,7 @@ def _float32_policy():
 # --- writing a run into a directory ------------------------------------------------------------------------
 
 RUN_ENTRIES = frozenset({"xtremedistil-config.json", "model", "teacher", "checkpoints", "cache", "logs", ONNX_DIR,
-                         "metrics.json", "word_embedding.npy", "predictions.txt", "eval_tf.json"})
+                         VOCABULARY_DIR, "metrics.json", "word_embedding.npy", "predictions.txt", "eval_tf.json"})
 
 
 def describe_differences(saved: dict, new: dict, resumable=frozenset()) -> list[str]:

@@ -23,7 +23,7 @@ def _distil(root, kind, architecture, **settings):
     config = DistilConfig.from_settings(str(root / "out"), task=str(task), task_kind=kind,
                                         transfer_file=str(task / "transfer.txt"), pt_teacher_checkpoint=str(teacher),
                                         **{**FAST_RUN, "seq_len": 32, **settings})
-    return run_distillation(config), root / "out", task, teacher
+    return run_distillation(config), root / "out", task, teacher, config
 
 
 def _requests(task, model_dir):
@@ -40,7 +40,7 @@ def _requests(task, model_dir):
 def test_trimmed_multilingual_distillation_exports_and_serves(tmp_path, kind, architecture, student):
     from transformers import AutoTokenizer, TFAutoModel
 
-    metrics, out, task, teacher_dir = _distil(tmp_path, kind, architecture, trim_vocabulary=True, **student)
+    metrics, out, task, teacher_dir, config = _distil(tmp_path, kind, architecture, trim_vocabulary=True, **student)
     vocabulary = metrics["vocabulary"]
     full = AutoTokenizer.from_pretrained(str(teacher_dir))
     assert vocabulary["pieces_before"] == len(full) and vocabulary["pieces_kept"] < len(full)
@@ -72,13 +72,16 @@ def test_trimmed_multilingual_distillation_exports_and_serves(tmp_path, kind, ar
     assert [line.split("\t")[0] for line in onnx_outputs] == [line.split("\t")[0] for line in tf_outputs]
     assert json.loads((out / "metrics.json").read_text())["vocabulary"] == vocabulary
 
+    # The trimmed vocabulary is part of the run: the same command again resumes (here: finds it done).
+    assert run_distillation(config)["vocabulary"] == vocabulary
+
 
 def test_cjk_characters_are_labelled_on_their_own_pieces(tmp_path):
     """The e5 trap: pre-split Chinese characters come out as a bare "▁" + the character. The run drops the
     bare pieces (--bare_word_marker drop, the default), so every character's label is on the character."""
     from transformers import AutoTokenizer
 
-    _, out, task, _ = _distil(tmp_path, "ner", "bert", student_layers_from_teacher=(1,))
+    _, out, task, _, _ = _distil(tmp_path, "ner", "bert", student_layers_from_teacher=(1,))
     model_dir = ModelDirectory.load(out)
     assert model_dir.encoding.bare_word_marker == "drop"
     examples = model_dir.read_labeled(task / "dev.tsv")

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from xdistil.io_utils import atomic_save_dir
+from xdistil.model_dir import VOCABULARY_DIR
 from xdistil.models.vocab_trimming import count_pieces, select_pieces, trim_tokenizer, unknown_rate
 
 log = logging.getLogger(__name__)
 
-VOCABULARY_DIR = "vocabulary"
 KEPT_IDS_FILE = "kept_piece_ids.npy"
 REPORT_FILE = "trim_report.json"
 
