@@ -113,6 +113,28 @@ def test_a_rerun_with_other_settings_is_refused_before_writing_unless_overwritte
     assert not (pairwise_copy / "checkpoints" / "stale.txt").exists()
 
 
+def test_a_directory_of_an_older_version_resumes(pairwise_copy):
+    """Made before a setting existed (it had the default's behaviour) and fingerprinted with modification
+    times; its transfer files touched since (copied, synced): the same command resumes it."""
+    import os
+
+    from xdistil.distill.pipeline import run_distillation
+
+    config = _config_of(pairwise_copy)
+    payload = json.loads((pairwise_copy / CONFIG_FILE).read_text())
+    newer = {"augment_transfer", "augment_replace_prob", "remap_student_vocabulary"}
+    assert {key for section in SECTIONS for key in newer if payload[section].pop(key, None) is not None} == newer
+    transfers = payload["inputs"]["transfer"]
+    assert isinstance(transfers, list) and transfers
+    for fingerprint in transfers:
+        fingerprint["mtime"] = 1
+        os.utime(fingerprint["path"])
+    (pairwise_copy / CONFIG_FILE).write_text(json.dumps(payload))
+    metrics = json.loads((pairwise_copy / "metrics.json").read_text())
+    resumed = run_distillation(config)
+    assert resumed["stages"] == metrics["stages"]
+
+
 def test_a_rerun_on_another_task_is_refused(pairwise_copy, tmp_path):
     """The same rows with the labels renamed: the finished stages must not be reused for it."""
     from xdistil.distill.pipeline import run_distillation

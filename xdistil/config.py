@@ -290,6 +290,17 @@ class RuntimeConfig(Section):
 SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
             "distillation": DistillationConfig, "trainer": TrainerConfig, "runtime": RuntimeConfig}
 
+def setting_defaults(section) -> dict:
+    """The settings of a config section that have a default, by name."""
+    defaults = {}
+    for field in dataclasses.fields(section):
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = field.default_factory()
+    return defaults
+
+
 # Settings a resumed run may change without changing what it computes.
 RESUMABLE_SETTINGS = frozenset({"strategy", "num_virtual_cpus", "tpu", "log_every_steps", "checkpoint_every_steps",
                                 "eval_batch_size", "allow_weak_teacher"})

@@ -30,11 +30,20 @@ def small_file_fingerprint(path) -> dict:
 
 
 def large_file_fingerprint(path) -> dict:
-    """A file that may be far larger than memory (transfer data, weights): size, modification time and the
-    hash of its first MiB, cheap at any size."""
-    stat = os.stat(path)
-    return {"path": os.path.abspath(path), "bytes": stat.st_size, "mtime": int(stat.st_mtime),
+    """A file that may be far larger than memory (transfer data, weights): size and the hash of its first MiB,
+    cheap at any size. Not its modification time: a copy or a touch leaves the contents, and a run, as they were."""
+    return {"path": os.path.abspath(path), "bytes": os.path.getsize(path),
             "head_sha256": file_sha256(path, limit=HEAD_BYTES)}
+
+
+def without_mtimes(fingerprint):
+    """A fingerprint saved by an older version (whose large-file fingerprints held "mtime"), comparable to a
+    new one."""
+    if isinstance(fingerprint, dict):
+        return {key: without_mtimes(value) for key, value in fingerprint.items() if key != "mtime"}
+    if isinstance(fingerprint, list):
+        return [without_mtimes(value) for value in fingerprint]
+    return fingerprint
 
 
 def directory_fingerprint(directory) -> str:

@@ -20,7 +20,7 @@ import time
 import tensorflow as tf
 import tf_keras
 
-from xdistil.config import RESUMABLE_SETTINGS, DistilConfig, save_run_config
+from xdistil.config import RESUMABLE_SETTINGS, SECTIONS, DistilConfig, save_run_config, setting_defaults
 from xdistil.data.augmentation import (AugmentedChunkReader, AugmentOptions, WordNeighbours, augmentation_fingerprint,
                                        seen_piece_ids)
 from xdistil.distill.distribution import Distribution
@@ -95,9 +95,10 @@ def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()
 
 
 def _saved_identity(payload: dict) -> dict:
-    from xdistil.config import SECTIONS
-
-    return {"settings": {name: payload.get(name, {}) for name in SECTIONS}, "labels": payload.get("labels"),
+    """A saved run's identity. A setting added after the run was made is read as its default, the behaviour
+    the run had; settings are JSON values, as in `run_identity`."""
+    settings = {name: {**setting_defaults(section), **payload.get(name, {})} for name, section in SECTIONS.items()}
+    return {"settings": json.loads(json.dumps(settings)), "labels": payload.get("labels"),
             "inputs": payload.get("inputs")}
 
 
