@@ -290,6 +290,7 @@ class RuntimeConfig(Section):
 SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
             "distillation": DistillationConfig, "trainer": TrainerConfig, "runtime": RuntimeConfig}
 
+
 def setting_defaults(section) -> dict:
     """The settings of a config section that have a default, by name."""
     defaults = {}
