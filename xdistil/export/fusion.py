@@ -1,9 +1,9 @@
 """Fuse a tf2onnx graph of a HuggingFace TF BERT into onnxruntime's transformer operators, checked.
 
 `optimize_for_cpu` canonicalizes the graph (`xdistil.export.rewrites`), runs onnxruntime's
-transformer optimizer, optionally computes the last layer at [CLS] only (`cls_pruning`), drops
-nodes whose outputs nothing reads, and writes the result only if its logits match the unfused
-model's on probe inputs. `require_fusion` checks that every layer got its fused operators.
+transformer optimizer, cuts a pruned student's zeroed heads and neurons out (`structured_pruning`),
+optionally computes the last layer at [CLS] only (`cls_pruning`), drops nodes whose outputs nothing
+reads, and writes the result only if its logits match the unfused model's on probe inputs. `require_fusion` checks that every layer got its fused operators.
 """
 import contextlib
 import logging
@@ -14,6 +14,7 @@ import onnx
 from xdistil.export.cls_pruning import prune_last_layer_to_cls
 from xdistil.export.graph_edit import node_counts_by_type, remove_unused_nodes
 from xdistil.export.rewrites import canonicalize_tf_bert_graph
+from xdistil.export.structured_pruning import remove_pruned_units
 from xdistil.io_utils import atomic_write_via
 
 GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
@@ -56,11 +57,13 @@ def _quiet_logger(name):
 
 
 def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, model_kind: str = "bert",
-                     parity_tolerance: float = 1e-4, cls_only_last_layer: bool = False) -> dict:
+                     parity_tolerance: float = 1e-4, cls_only_last_layer: bool = False, pruning=None) -> dict:
     """Canonicalize the tf2onnx graph, run onnxruntime's transformer fusions, save to `out_path`.
 
-    With `cls_only_last_layer` (sequence classifiers, which read position 0 only), the last layer
-    is then computed at that position alone (see `cls_pruning`); "cls_only_last_layer" in the
+    With `pruning` (a PruningPlan), each fused layer keeps only the plan's heads and feed-forward neurons
+    ("structured_pruning" in the result: heads and neurons per layer; the zero-masked unfused model is the
+    parity reference). With `cls_only_last_layer` (sequence classifiers, which read position 0 only), the
+    last layer is then computed at that position alone (see `cls_pruning`); "cls_only_last_layer" in the
     result says whether the graph allowed it. Nodes whose outputs reach no graph output are dropped
     (`graph_edit.remove_unused_nodes`).
 
@@ -81,11 +84,13 @@ def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, mode
     with _quiet_logger("onnxruntime.transformers.optimizer"):
         optimizer = optimize_model(model, model_type=model_kind, num_heads=num_heads, hidden_size=hidden_size,
                                    optimization_options=options, opt_level=0, use_gpu=False)
+    shrunk = remove_pruned_units(optimizer, pruning) if pruning is not None else None
     pruned = cls_only_last_layer and prune_last_layer_to_cls(optimizer)
     remove_unused_nodes(optimizer.model)
     # The statistics count the nodes the OnnxModel holds now, so they include cls_pruning's MultiHeadAttention.
     counts = optimizer.get_fused_operator_statistics()
-    counts.update(rewrites=rewrites, cls_only_last_layer=pruned, node_counts=node_counts_by_type(optimizer.model))
+    counts.update(rewrites=rewrites, structured_pruning=shrunk, cls_only_last_layer=pruned,
+                  node_counts=node_counts_by_type(optimizer.model))
 
     def save_checked(tmp):
         optimizer.save_model_to_file(tmp)  # also adds the com.microsoft opset import

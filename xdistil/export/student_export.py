@@ -22,6 +22,7 @@ from xdistil.inference.predict import ONNXPredictor, TFPredictor, batch_arrays
 from xdistil.io_utils import atomic_write_json
 from xdistil.fingerprints import file_sha256
 from xdistil.model_dir import EXPORT_REPORT, ModelDirectory
+from xdistil.pruning.plan import PruningPlan
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,13 @@ def export_student(model_dir: ModelDirectory, options: ExportOptions = ExportOpt
     int8.unlink(missing_ok=True)
     tf_model = model_dir.load_tf_model(float32=True)
     export = export_to_onnx(tf_model, raw, options.opset, options.int64_inputs)
+    plan = PruningPlan.read(model_dir.model_path)  # a pruned student's zeroed heads and neurons are cut out
     fusion = optimize_for_cpu(raw, fp32, export["num_heads"], export["hidden_size"],
-                              cls_only_last_layer=model_dir.task.cls_only_export)
+                              cls_only_last_layer=model_dir.task.cls_only_export, pruning=plan)
     report = {"export": export, "fusion": fusion}
+    if plan is not None:
+        report["pruning"] = {**plan.summary(), "multiply_adds_per_token": plan.multiply_adds_per_token(
+            model_dir.seq_len)}
     if export["model_type"] in BERT_FAMILY:
         require_fusion(fusion, export["num_layers"])
     else:
