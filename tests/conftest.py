@@ -37,6 +37,30 @@ def write_tiny_bert(path, *, hidden_size=32, num_layers=2, num_heads=4, intermed
     return path
 
 
+def write_tiny_mpnet(path, *, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, seed=0):
+    """Save a tiny random MPNet encoder (the all-mpnet-base-v2 layout: relative position bias, <s>/</s>
+    specials, no token types, uncased WordPiece) to `path` and return it."""
+    import tensorflow as tf
+    from transformers import MPNetConfig, MPNetTokenizerFast, TFMPNetModel
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]"] + list(WORDS) + [
+        "##s", "##ed", "##ing", "##ly"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["<mask>"]
+    vocab = list(dict.fromkeys(vocab))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = MPNetTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    tokenizer.save_pretrained(str(path))
+    config = MPNetConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                         num_attention_heads=num_heads, intermediate_size=intermediate_size,
+                         max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    tf.keras.utils.set_random_seed(seed)
+    model = TFMPNetModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(path))
+    return path
+
+
 def add_random_biases(model, seed=1, scale=0.2):
     """Give every bias and LayerNorm vector of a built Keras model random nonzero offsets, as
     a trained model has (freshly initialized biases are zero, which hides bias-handling bugs)."""

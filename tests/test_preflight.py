@@ -43,6 +43,7 @@ def _config(inputs, tmp_path, **settings):
      "nothing would be distilled"),
     ({"strategy": "tpu"}, "--tpu", "needs --tpu"),
     ({"student_layers_from_teacher": (1, 1)}, "--student_layers_from_teacher", "increasing distinct"),
+    ({"student_architecture": "bert"}, "--student_architecture", "sets a student from scratch"),
 ])
 def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, message):
     with pytest.raises(ConfigError, match=message) as caught:

@@ -27,6 +27,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 BATCH_SIZE_SCOPES = ("global", "per_replica")
 LONG_SEQUENCE_POLICIES = ("window", "truncate")
 COMPRESSION_METHODS = ("svd", "pca")
+STUDENT_ARCHITECTURES = ("teacher", "bert")
 DISTILLATION_LOSSES = ("mse", "kl")
 NAMED_LAYER_MAPPINGS = ("top", "uniform", "last")
 
@@ -172,6 +173,10 @@ class StudentConfig(Section):
     num_attention_heads: int | None = setting(None, "Student from scratch: attention heads.", minimum=1)
     intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden).",
                                             minimum=1)
+    student_architecture: str = setting(
+        "teacher", "Student from scratch: the teacher's architecture, or BERT (plain absolute positions, which the "
+                   "fused int8 ONNX export serves fastest; for an MPNet, XLM-R or other teacher).",
+        choices=STUDENT_ARCHITECTURES)
     student_layers_from_teacher: tuple[int, ...] | None = setting(
         None, "Student from teacher layers, 0-based: 0,4,8,11.")
     compress_word_embedding: bool = setting(False, "Student word embeddings = the teacher's, reduced to the "
@@ -200,7 +205,8 @@ class StudentConfig(Section):
             raise ConfigError("remap_student_vocabulary", "remaps the vocabulary of a --pt_student_checkpoint; "
                                                           "--compress_word_embedding replaces it instead")
         sizes = self.from_scratch_sizes
-        given = [name for name, value in sizes.items() if value is not None]
+        given = [name for name, value in sizes.items() if value is not None] + \
+                (["student_architecture"] if self.student_architecture != "teacher" else [])
         if not self.from_scratch and given:
             raise ConfigError(given[0], "sets a student from scratch, which --pt_student_checkpoint and "
                                         "--student_layers_from_teacher exclude")

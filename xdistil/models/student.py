@@ -8,7 +8,7 @@ import numpy as np
 
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
-                                    word_embedding_variable)
+                                    max_sequence_length, word_embedding_variable)
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,28 @@ def build_model(model) -> None:
 
 
 def student_from_scratch(teacher, student_config, task, labels):
-    """A randomly initialised model of the teacher's architecture with the given sizes (intermediate size
-    4 x hidden unless given)."""
+    """A randomly initialised model of the given sizes (intermediate size 4 x hidden unless given), of the
+    teacher's architecture or (student_architecture "bert") a BERT over the teacher's vocabulary."""
     sizes = {key: value for key, value in student_config.from_scratch_sizes.items() if value is not None}
     sizes.setdefault("intermediate_size", 4 * sizes["hidden_size"])
-    student_config = type(teacher.config).from_dict({**teacher.config.to_dict(), **sizes, **label_kwargs(labels)})
-    return task.model_class().from_config(student_config)
+    if student_config.student_architecture == "bert":
+        config = bert_config_like(teacher.config, **sizes, **label_kwargs(labels))
+    else:
+        config = type(teacher.config).from_dict({**teacher.config.to_dict(), **sizes, **label_kwargs(labels)})
+    return task.model_class().from_config(config)
+
+
+def bert_config_like(teacher_config, **settings):
+    """A BertConfig that reads the teacher's tokenizer output: its vocabulary size and padding id, as many
+    positions as the teacher serves, token types only where the teacher has them, its activation."""
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=teacher_config.vocab_size, pad_token_id=teacher_config.pad_token_id,
+                      max_position_embeddings=max_sequence_length(teacher_config) or 512,
+                      type_vocab_size=getattr(teacher_config, "type_vocab_size", 1),
+                      hidden_act=teacher_config.hidden_act, layer_norm_eps=teacher_config.layer_norm_eps,
+                      hidden_dropout_prob=teacher_config.hidden_dropout_prob,
+                      attention_probs_dropout_prob=teacher_config.attention_probs_dropout_prob, **settings)
 
 
 def student_from_teacher_layers(teacher, layers, task, labels):
