@@ -1,6 +1,11 @@
 """Continue fine-tuning a distilled student on labeled data:
 
     python run_finetune.py --model_dir out/ner --output_dir out/ner_more --task DATA/new_task
+
+or prune it first (heads, feed-forward neurons, layers), then recover by distillation and fine-tuning:
+
+    python run_finetune.py --model_dir out/ner --output_dir out/ner_pruned --task DATA/ner \
+        --prune_heads 6 --prune_ffn_fraction 0.5 --drop_layers 1
 """
 import xdistil  # noqa: F401  (must precede TensorFlow: selects Keras 2)
 
@@ -9,8 +14,9 @@ from absl import flags, logging
 from xdistil import cli
 from xdistil.config import RuntimeConfig, TrainerConfig
 from xdistil.finetune import FinetuneConfig
+from xdistil.pruning.targets import PruningConfig
 
-SECTIONS = (FinetuneConfig, TrainerConfig, RuntimeConfig)
+SECTIONS = (FinetuneConfig, TrainerConfig, RuntimeConfig, PruningConfig)
 for section in SECTIONS:
     cli.define_flags(section)
 flags.DEFINE_bool("overwrite", False, "When --output_dir holds a run made with other settings or inputs, delete it "
@@ -20,10 +26,10 @@ flags.DEFINE_bool("overwrite", False, "When --output_dir holds a run made with o
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    finetune, trainer, runtime = (cli.section_from_flags(section) for section in SECTIONS)
+    finetune, trainer, runtime, pruning = (cli.section_from_flags(section) for section in SECTIONS)
     from xdistil.finetune import run_finetune
 
-    run_finetune(finetune, trainer, runtime, overwrite=flags.FLAGS.overwrite)
+    run_finetune(finetune, trainer, runtime, overwrite=flags.FLAGS.overwrite, pruning=pruning)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import tf_keras
 
-from xdistil.config import RESUMABLE_SETTINGS, RuntimeConfig, Section, TrainerConfig, save_run_config, setting
+from xdistil.config import (RESUMABLE_SETTINGS, RuntimeConfig, Section, TrainerConfig, save_run_config, setting,
+                            setting_defaults)
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.sources import LabeledSource
-from xdistil.distill.stage_losses import cross_entropy_loss
+from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.errors import ConfigError
@@ -20,6 +21,12 @@ from xdistil.fingerprints import directory_fingerprint
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
 from xdistil.model_dir import ModelDirectory, claim_run_directory, clear_run_directory
 from xdistil.models.loading import word_embedding_variable
+from xdistil.pruning.importance import importance_batches, unit_importance
+from xdistil.pruning.masks import gradient_masker
+from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
+from xdistil.pruning.prune import prune_student
+from xdistil.pruning.recovery import teacher_transfer
+from xdistil.pruning.targets import PruningConfig
 from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
 from xdistil.task_data import Evaluator, encode_task_data, read_task_files
 
@@ -51,11 +58,14 @@ class FinetuneConfig(Section):
 
 
 def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = TrainerConfig(),
-                 runtime: RuntimeConfig = RuntimeConfig(), overwrite: bool = False) -> dict:
+                 runtime: RuntimeConfig = RuntimeConfig(), overwrite: bool = False,
+                 pruning: PruningConfig = PruningConfig()) -> dict:
     """Fine-tune the student of `finetune.model_dir` on labeled data into `finetune.output_dir`.
 
     Frozen word embeddings stay frozen; dev selects the epoch; an interrupted run resumes from
-    `output_dir/checkpoints`.
+    `output_dir/checkpoints`. With `pruning` targets the student is first pruned (`xdistil.pruning`) and
+    recovers by logit distillation against its teacher on its run's transfer data, then fine-tuning; the
+    heads and neurons of a pruned student (its own or inherited) stay zero, and `model/pruning.json` says which.
     """
     started = time.time()
     source = ModelDirectory.load(finetune.model_dir)
@@ -71,7 +81,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
              "test": finetune.test_file or (folder / "test.tsv" if folder else None)}
     identity = json.loads(json.dumps({  # as saved: JSON values
         "settings": {"finetune": dataclasses.asdict(finetune), "trainer": dataclasses.asdict(trainer_config),
-                     "runtime": dataclasses.asdict(runtime)},
+                     "runtime": dataclasses.asdict(runtime), "pruning": dataclasses.asdict(pruning)},
         "labels": labels, "inputs": {"task_files": task_file_fingerprints(finetune.task, files),
                                      "student": directory_fingerprint(source.model_path)}}))
     distribution = Distribution.create(runtime.strategy, runtime.num_virtual_cpus, runtime.tpu)  # before any TF op
@@ -94,25 +104,51 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                                 dataclasses.replace(source.encoding, seq_len=seq_len))
         with distribution.strategy.scope():
             model = source.load_tf_model()
+        trainer = StageTrainer(trainer_config, runtime, seq_len, distribution, out / "checkpoints", out / "logs")
+        before = Evaluator(model, task, labels, trainer_config.eval_batch_size)(data.dev)
+        inherited = PruningPlan.read(source.model_path)
+        plan, transfer = inherited, None
+        if pruning.active:
+            transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief) \
+                if pruning.recovery_logit_epochs or pruning.importance_data == "transfer" else None
+            with distribution.strategy.scope():
+                model, plan = prune_student(model, inherited, pruning, out / "checkpoints" / PRUNING_FILE,
+                                            lambda pruned: _importance(pruned, pruning, transfer, data, task,
+                                                                       source.record, trainer.batch_size))
         frozen = [word_embedding_variable(model)] if record["student"].get("freeze_word_embedding") else []
         evaluator = Evaluator(model, task, labels, trainer_config.eval_batch_size)
-        trainer = StageTrainer(trainer_config, runtime, seq_len, distribution, out / "checkpoints", out / "logs")
-        before = evaluator(data.dev)
-        summary = trainer.run(Stage(
-            name="finetune", model=model, groups=unfreezing_groups(model, frozen), task=task,
+        masker = gradient_masker(model, plan) if plan is not None else None
+        groups = unfreezing_groups(model, frozen)
+        stages = {}
+        if pruning.active:
+            metrics_pruned = evaluator(data.dev)
+            if pruning.recovery_logit_epochs:
+                distillation = record["distillation"]
+                stages["recovery_logit"] = _run_stage(trainer, Stage(
+                    name="recovery_logit", model=model, groups=groups, task=task, source=transfer,
+                    compute_loss=logit_distillation_loss(model, task, distillation["logit_loss"],
+                                                         distillation["temperature"]),
+                    epochs=pruning.recovery_logit_epochs, learning_rate=pruning.recovery_learning_rate,
+                    evaluate=lambda: evaluator(data.dev), metric=task.metric, transform_gradients=masker))
+        stages["finetune"] = _run_stage(trainer, Stage(
+            name="finetune", model=model, groups=groups, task=task,
             gradual=finetune.gradual_unfreezing, source=LabeledSource(data.train.features),
             compute_loss=cross_entropy_loss(model), epochs=finetune.epochs, learning_rate=finetune.learning_rate,
             evaluate=lambda: evaluator(data.dev), metric=task.metric,
-            patience=trainer_config.early_stopping_patience))
-        metrics = {"metric": task.metric, "finetuned_from": str(finetune.model_dir), "stages": {"finetune": summary},
+            patience=trainer_config.early_stopping_patience, transform_gradients=masker))
+        metrics = {"metric": task.metric, "finetuned_from": str(finetune.model_dir), "stages": stages,
                    "student": {"dev_before": before, "dev": evaluator(data.dev)}}
+        if pruning.active:
+            metrics["student"]["dev_pruned_before_recovery"] = metrics_pruned
+            metrics["pruning"] = {**plan.summary(), "multiply_adds_per_token": plan.multiply_adds_per_token(seq_len)}
         if data.test is not None:
             metrics["student"]["test"] = evaluator(data.test)
         metrics["wall_seconds"] = round(time.time() - started, 1)
         if not distribution.is_chief:
             return metrics
         atomic_save_dir(out / "model", lambda tmp: (model.save_pretrained(str(tmp)),
-                                                    source.tokenizer.save_pretrained(str(tmp))))
+                                                    source.tokenizer.save_pretrained(str(tmp)),
+                                                    plan is not None and plan.write(tmp)))
         atomic_write_json(out / "metrics.json", metrics)
         save_run_config(out, {**payload, "status": "done"})
         log.info("dev %s %.4f -> %.4f", task.metric, before[task.metric], metrics["student"]["dev"][task.metric])
@@ -120,5 +156,27 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
 
 
 def _saved_identity(payload: dict) -> dict:
-    return {"settings": {name: payload.get(name, {}) for name in ("finetune", "trainer", "runtime")},
-            "labels": payload.get("labels"), "inputs": payload.get("inputs")}
+    """A saved run's identity; pruning settings of runs made before they existed read as their defaults."""
+    settings = {name: payload.get(name, {}) for name in ("finetune", "trainer", "runtime")}
+    settings["pruning"] = json.loads(json.dumps({**setting_defaults(PruningConfig), **payload.get("pruning", {})}))
+    return {"settings": settings, "labels": payload.get("labels"), "inputs": payload.get("inputs")}
+
+
+def _run_stage(trainer: StageTrainer, stage: Stage) -> dict:
+    """Train a stage; one a previous run finished is not trained again, its final weights are loaded."""
+    if trainer.is_done(stage.name):
+        stage.model.load_weights(str(trainer.final_weights(stage.name)))
+    return trainer.run(stage)
+
+
+def _importance(model, pruning: PruningConfig, transfer, data, task, record: dict, batch_size: int):
+    """Head and neuron scores of `model`: its logit loss against the teacher on the transfer data, or its
+    cross-entropy on train (--importance_data)."""
+    if pruning.importance_data == "transfer":
+        source = transfer
+        loss = logit_distillation_loss(model, task, record["distillation"]["logit_loss"],
+                                       record["distillation"]["temperature"])
+    else:
+        source, loss = LabeledSource(data.train.features), cross_entropy_loss(model)
+    batches = importance_batches(source, task, batch_size, pruning.importance_examples)
+    return unit_importance(model, batches, loss, model.config.num_attention_heads)

@@ -40,6 +40,8 @@ class Stage:
     `compute_loss(batch, training)` returns a dict of float32 scalars with the total under "loss".
     `groups` lists the trainable variables top-down; with `gradual` they are unfrozen one by one,
     else all at once. `evaluate()` returns dev metrics (higher `metric` is better) or is None.
+    `transform_gradients(gradients, variables)`, if given, returns the gradients to apply (pruning masks
+    them to hold pruned weights at zero).
     The stage runs `epochs` epochs, more if that is fewer than `min_steps` steps; early stopping
     (`patience` epochs without dev gain) starts once `min_steps` are done.
     """
@@ -59,6 +61,7 @@ class Stage:
     metric: str | None = None
     patience: int | None = None
     min_steps: int = 0
+    transform_gradients: Callable | None = None
 
 
 class TrainerCallback:
@@ -289,6 +292,8 @@ class StageTrainer:
             grads = tape.gradient(loss, variables)
             if loss_scaled:
                 grads = optimizer.get_unscaled_gradients(grads)
+            if stage.transform_gradients is not None:
+                grads = stage.transform_gradients(grads, variables)
             pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
             optimizer.apply_gradients(pairs)
             return losses

@@ -1,0 +1,99 @@
+"""Pruning a distilled student through run_finetune: ranked, zeroed, recovered, saved, resumed and exported."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_task, write_tiny_bert
+from xdistil.config import TrainerConfig
+from xdistil.errors import ConfigError
+from xdistil.export.student_export import export_student
+from xdistil.finetune import FinetuneConfig, run_finetune
+from xdistil.model_dir import ModelDirectory
+from xdistil.pruning.masks import encoder_layers, layer_denses
+from xdistil.pruning.plan import PruningPlan
+from xdistil.pruning.prune import prune_student
+from xdistil.pruning.targets import PruningConfig
+from xdistil.tasks import get_task
+
+
+def test_prune_student_drops_layers_then_ranks_what_is_left(tmp_path):
+    path = write_tiny_bert(tmp_path / "m", hidden_size=32, num_layers=3, num_heads=4, intermediate_size=8,
+                           labels=["a", "b"])
+    model = get_task("classification").model_class().from_pretrained(str(path))
+    seen = []
+
+    def scores(pruned):
+        seen.append(len(encoder_layers(pruned)))
+        return np.array([[1.0, 0.5, 3.0, 2.0], [0.1, 2.0, 3.0, 4.0]]), np.tile(np.arange(8.0), (2, 1))
+
+    targets = PruningConfig(prune_heads=1, prune_ffn_fraction=0.25, drop_layers=(0,))
+    plan_path = tmp_path / "plan.json"
+    pruned, plan = prune_student(model, None, targets, plan_path, scores)
+    assert seen == [2] and pruned.config.num_hidden_layers == 2
+    assert plan.dropped_layers == (0,) and plan.kept_heads == ((0, 2, 3), (1, 2, 3))
+    assert plan.kept_neurons == ((2, 3, 4, 5, 6, 7),) * 2 and plan.original["num_hidden_layers"] == 3
+    assert not layer_denses(encoder_layers(pruned)[1])["attention_output"].kernel.numpy()[:8].any()
+    # A resumed run takes the saved plan, not a new ranking.
+    again, same = prune_student(model, None, targets, plan_path, lambda _: pytest.fail("ranked again"))
+    assert same == plan and again.config.num_hidden_layers == 2
+    # Layers of an already pruned student are numbered as it has them.
+    _, twice = prune_student(pruned, plan, PruningConfig(drop_layers=(1,)), tmp_path / "plan2.json", scores_one)
+    assert twice.dropped_layers == (0, 2) and twice.kept_heads == ((0, 2, 3),)
+    with pytest.raises(ConfigError, match="every layer"):
+        prune_student(pruned, plan, PruningConfig(drop_layers=(0, 1)), tmp_path / "plan3.json", scores)
+
+
+def scores_one(_):
+    return np.ones((1, 4)), np.ones((1, 8))
+
+
+def _pruned_weights_are_zero(model, plan):
+    d = plan.head_size
+    for layer, heads, neurons in zip(encoder_layers(model), plan.kept_heads, plan.kept_neurons):
+        dense = layer_denses(layer)
+        gone_heads = [h for h in range(plan.original["num_attention_heads"]) if h not in heads]
+        gone_neurons = [n for n in range(plan.original["intermediate_size"]) if n not in neurons]
+        rows = np.concatenate([np.arange(h * d, (h + 1) * d) for h in gone_heads])
+        assert not dense["attention_output"].kernel.numpy()[rows].any()
+        assert not dense["value"].kernel.numpy()[:, rows].any() and not dense["query"].bias.numpy()[rows].any()
+        assert not dense["output"].kernel.numpy()[gone_neurons].any()
+        assert not dense["intermediate"].bias.numpy()[gone_neurons].any()
+        assert dense["attention_output"].kernel.numpy().any()
+
+
+def test_pruned_student_recovers_survives_save_load_resume_and_exports_smaller(distilled_ner_dir, tmp_path):
+    from transformers import TFAutoModelForTokenClassification
+
+    task = write_task(tmp_path / "task", "ner", n_train=32, seed=3)
+    out = tmp_path / "pruned"
+    settings = FinetuneConfig(model_dir=str(distilled_ner_dir), output_dir=str(out), task=str(task), epochs=1,
+                              learning_rate=1e-3)
+    targets = PruningConfig(prune_heads=2, prune_ffn_fraction=0.5, importance_examples=16, recovery_logit_epochs=1)
+    trainer = TrainerConfig(batch_size=8, checkpoint_every_steps=2)
+    metrics = run_finetune(settings, trainer, pruning=targets)
+    assert set(metrics["stages"]) == {"recovery_logit", "finetune"}
+    assert metrics["pruning"]["heads_per_layer"] == [2] and metrics["pruning"]["neurons_per_layer"] == [32]
+    counts = metrics["pruning"]["multiply_adds_per_token"]
+    assert counts["after"]["total"] < 0.6 * counts["before"]["total"]
+    # The teacher logits of the distillation run were reused, not recomputed.
+    assert (out / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes() == \
+        (distilled_ner_dir / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes()
+
+    plan = PruningPlan.read(out / "model")
+    assert plan.kept_heads == tuple(tuple(h) for h in json.loads(
+        (out / "checkpoints" / "pruning.json").read_text())["kept_heads"])
+    _pruned_weights_are_zero(TFAutoModelForTokenClassification.from_pretrained(str(out / "model")), plan)
+
+    # Killed before the end of fine-tuning: the rerun resumes from its checkpoint with the same plan.
+    (out / "checkpoints" / "finetune" / "DONE.json").unlink()
+    (out / "model" / "tf_model.h5").unlink()
+    again = run_finetune(settings, trainer, pruning=targets)
+    assert again["student"]["dev"] == metrics["student"]["dev"] and PruningPlan.read(out / "model") == plan
+    _pruned_weights_are_zero(ModelDirectory.load(out).load_tf_model(), plan)
+
+    report = export_student(ModelDirectory.load(out))
+    assert report["fusion"]["structured_pruning"] == {"heads_per_layer": [2], "neurons_per_layer": [32]}
+    assert report["parity"]["fp32_vs_tf_max_abs_logit_diff"] <= 1e-4
+    assert report["pruning"]["multiply_adds_per_token"] == counts
+    assert report["quantization"]["shipped"] and "onnx_int8" in report["dev_scores"]  # still int8, gated

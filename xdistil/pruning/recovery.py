@@ -1,0 +1,80 @@
+"""The transfer data of a student's run with its teacher's logits, for ranking and recovery after pruning.
+
+The logits come from the run's own cache (`<model_dir>/cache/teacher_logits`, copied when it was made for
+exactly this teacher, transfer data and encoding) or are computed once with the run's teacher into the new
+run's cache. The key is the one `xdistil.distill.pipeline` gives an unaugmented transfer set.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from xdistil.data.transfer import TransferChunkReader
+from xdistil.distill.sources import TransferSource
+from xdistil.distill.teacher_cache import TeacherLogitCache
+from xdistil.errors import ConfigError
+from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, without_mtimes
+
+log = logging.getLogger(__name__)
+
+CACHE = Path("cache") / "teacher_logits"
+
+
+class _TeacherOnDemand:
+    """The run's teacher as a batched predictor, loaded only if a chunk's logits are not cached yet."""
+
+    def __init__(self, path: str, task, labels, batch_size: int):
+        self.path, self.task, self.labels, self.batch_size = path, task, labels, batch_size
+        self._predictor = None
+
+    def logits(self, features):
+        if self._predictor is None:
+            from xdistil.inference.predict import TFPredictor
+            from xdistil.models.loading import load_task_model
+
+            log.info("computing teacher logits with %s", self.path)
+            self._predictor = TFPredictor(load_task_model(self.path, self.task, self.labels), self.batch_size)
+        return self._predictor.logits(features)
+
+
+def run_teacher(source) -> str:
+    """The fine-tuned teacher of a model directory's run (its teacher/ or the recorded source)."""
+    saved = source.path / "teacher"
+    teacher = str(saved) if (saved / "config.json").exists() else source.record.get("teacher_source")
+    if not teacher:
+        raise ConfigError("recovery_logit_epochs", f"{source.path} has no teacher/ and records no teacher: give "
+                                                   "--recovery_logit_epochs 0 --importance_data train")
+    return teacher
+
+
+def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True) -> TransferSource:
+    """The transfer data of `source`'s run (a ModelDirectory) in its chunks, with the teacher's logits cached
+    under `output_dir`."""
+    record, data = source.record, source.record["data"]
+    files = record.get("inputs", {}).get("transfer")
+    if not isinstance(files, list) or data.get("augment_transfer"):
+        raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own (or an "
+                                                   "augmented one): give --recovery_logit_epochs 0 "
+                                                   "--importance_data train")
+    paths = [entry["path"] for entry in files]
+    teacher = run_teacher(source)
+    key = {"teacher": checkpoint_fingerprint(teacher), "transfer": [large_file_fingerprint(p) for p in paths],
+           "augmentation": {"copies": 0}, "train": None, "seq_len": source.seq_len,
+           "chunk_size": data["distil_chunk_size"], "kind": source.task.kind, "labels": source.labels,
+           "encoding": dataclasses.asdict(source.encoding), "max_transfer_lines": data.get("max_transfer_lines"),
+           "max_train_examples": None}
+    cache_dir = Path(output_dir) / CACHE
+    made_by_run = source.path / CACHE
+    if is_chief and not cache_dir.exists() and (made_by_run / "meta.json").exists() and \
+            without_mtimes(json.loads((made_by_run / "meta.json").read_text())) == without_mtimes(key):
+        log.info("reusing the teacher logits of %s", made_by_run)
+        shutil.copytree(made_by_run, cache_dir)
+    cache = TeacherLogitCache(cache_dir, key, owner=is_chief)
+    reader = TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
+    transfer = TransferSource(reader, source.encode, _TeacherOnDemand(teacher, source.task, source.labels, batch_size),
+                              cache)
+    transfer.fill_cache()
+    return transfer

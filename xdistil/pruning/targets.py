@@ -1,0 +1,43 @@
+"""The --prune_* settings of run_finetune.py: what to remove, how to rank it, how to recover."""
+from __future__ import annotations
+
+import dataclasses
+
+from xdistil.config import Section, setting
+from xdistil.errors import ConfigError
+
+HEAD_SCOPES = ("per_layer", "total")
+IMPORTANCE_DATA = ("transfer", "train")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningConfig(Section):
+    """Structured pruning of the student before fine-tuning (off unless a target is given)."""
+
+    prune_heads: int = setting(0, "Attention heads to remove, the least important first: in each layer "
+                                  "(--prune_heads_scope per_layer) or in all layers together (total). Every layer "
+                                  "keeps at least one head.", minimum=0)
+    prune_heads_scope: str = setting("per_layer", "--prune_heads counts per layer or in total (ranked across "
+                                                  "layers by importance normalised per layer).", choices=HEAD_SCOPES)
+    prune_ffn_fraction: float = setting(0.0, "Share of each layer's feed-forward neurons to remove, the least "
+                                             "important first.", minimum=0.0, below=1.0)
+    drop_layers: tuple[int, ...] | None = setting(None, "Student layers to remove, 0-based: 1,2 (before the heads "
+                                                        "and neurons are ranked).")
+    importance_data: str = setting("transfer", "Rank heads and neurons by the loss against the teacher's logits on "
+                                               "the run's transfer data (no labels), or by cross-entropy on train.",
+                                   choices=IMPORTANCE_DATA)
+    importance_examples: int = setting(1024, "Examples the importance is accumulated over.", minimum=1)
+    recovery_logit_epochs: int = setting(1, "Recovery: epochs of logit distillation against the teacher's logits on "
+                                            "the transfer data, before fine-tuning (0: fine-tuning only).", minimum=0)
+    recovery_learning_rate: float = setting(1e-4, "Recovery: peak learning rate of the logit distillation.",
+                                            above=0.0)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.prune_heads or self.prune_ffn_fraction or self.drop_layers)
+
+    def check(self):
+        layers = self.drop_layers
+        if layers is not None and (list(layers) != sorted(set(layers)) or min(layers, default=0) < 0):
+            raise ConfigError("drop_layers", f"needs increasing distinct layer indices >= 0, got "
+                                             f"{','.join(map(str, layers))}")
