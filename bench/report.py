@@ -103,8 +103,22 @@ PLOT_LABELS = {PADDED_TEACHER: "teacher padded", TEACHER: "teacher", STUDENT_TF:
                STUDENT_ONNX_INT8 + BATCH1_SUFFIX: "int8"}
 
 
-def scatter_plot(rows: list[dict], path) -> Path | None:
-    """Test (else dev) score against p50 latency (log axis), one point per timed and scored model."""
+def pruning_curves(results_dir) -> dict:
+    """{name: [(int8 p50 ms, test (else dev) score, model), ...]} from bench/pruning.py results, fastest last."""
+    curves = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("benchmark") == "pruning":
+            metric = data["metric"]
+            curves[data["name"]] = sorted(
+                ((m["p50_ms"], (m["scores"].get("test") or m["scores"]["dev"])[metric], model)
+                 for model, m in data["models"].items()), reverse=True)
+    return curves
+
+
+def scatter_plot(rows: list[dict], path, curves: dict | None = None) -> Path | None:
+    """Test (else dev) score against p50 latency (log axis), one point per timed and scored model; each
+    pruning curve (`pruning_curves`) as a dashed line through its int8 students."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,6 +140,12 @@ def scatter_plot(rows: list[dict], path) -> Path | None:
         for r, score in zip(mine, scores):
             ax.annotate(PLOT_LABELS.get(r["model"], r["model"]), (r["p50"], score), textcoords="offset points",
                         xytext=(0, 6), ha="center", fontsize=6.5, color=line.get_color())
+    for name, points in (curves or {}).items():
+        line = ax.plot([p[0] for p in points], [100 * p[1] for p in points], linestyle="--", marker="x",
+                       label=f"{name} (int8, pruned)")[0]
+        for latency, score, model in points:
+            ax.annotate(model, (latency, 100 * score), textcoords="offset points", xytext=(0, -10), ha="center",
+                        fontsize=6, color=line.get_color())
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
@@ -151,7 +171,7 @@ def write_report(results_dir, out, plot=None) -> tuple[str, Path | None]:
     rows = build_rows(results)
     table = markdown_table(rows, results)
     atomic_write_text(out, table)
-    return table, scatter_plot(rows, plot or Path(out).parent / "accuracy_vs_latency.png")
+    return table, scatter_plot(rows, plot or Path(out).parent / "accuracy_vs_latency.png", pruning_curves(results_dir))
 
 
 def main(argv):

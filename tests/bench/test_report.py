@@ -79,3 +79,17 @@ def test_scatter_without_timed_scores_writes_nothing(tmp_path):
     rows = [{"name": "x", "model": "m", "metric": "f1", "p50": None, "dev": 0.5, "test": None}]
     assert report.scatter_plot(rows, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_pruning_results_become_curves_in_the_scatter(results_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    models = {"ner": {"p50_ms": 4.0, "scores": {"dev": {"f1": 0.96}, "test": {"f1": 0.92}}},
+              "ner_h6": {"p50_ms": 2.5, "scores": {"dev": {"f1": 0.95}, "test": {"f1": 0.91}}},
+              "ner_h9": {"p50_ms": 3.0, "scores": {"dev": {"f1": 0.90}}}}
+    (results_dir / "pruning_ner.json").write_text(json.dumps({"benchmark": "pruning", "name": "pruning_ner",
+                                                              "metric": "f1", "models": models}))
+    assert report.pruning_curves(results_dir) == {
+        "pruning_ner": [(4.0, 0.92, "ner"), (3.0, 0.90, "ner_h9"), (2.5, 0.91, "ner_h6")]}
+    assert "pruning_ner" not in report.load_results(results_dir)  # not a latency or accuracy result
+    _, plot = report.write_report(results_dir, tmp_path / "table.md")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,11 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
     if is_chief and not cache_dir.exists() and (made_by_run / "meta.json").exists() and \
             without_mtimes(json.loads((made_by_run / "meta.json").read_text())) == without_mtimes(key):
         log.info("reusing the teacher logits of %s", made_by_run)
-        shutil.copytree(made_by_run, cache_dir)
+        cache_dir.mkdir(parents=True)
+        for chunk in sorted(made_by_run.glob("chunk_*.npy")):  # each whole or not at all
+            partial = cache_dir / f".tmp.{chunk.name}"
+            shutil.copyfile(chunk, partial)
+            os.replace(partial, cache_dir / chunk.name)
     cache = TeacherLogitCache(cache_dir, key, owner=is_chief)
     reader = TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
     transfer = TransferSource(reader, source.encode, _TeacherOnDemand(teacher, source.task, source.labels, batch_size),
