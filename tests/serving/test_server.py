@@ -213,6 +213,16 @@ def test_a_port_in_use_is_a_clear_error(ner_server, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_the_file_loops_flags_are_refused_beside_serve(ner_server):
+    _, model_dir = ner_server
+    result = subprocess.run([sys.executable, str(ROOT / "run_predict_onnx.py"), f"--model_dir={model_dir.path}",
+                             "--serve", "--port=0", "--compare"],
+                            capture_output=True, text=True, timeout=START_TIMEOUT_S, cwd=ROOT)
+    assert result.returncode == 1
+    assert "error: --compare belongs to the file loop and --serve to HTTP requests" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def answering_workers(url: str, count: int, tries: int = 300) -> tuple[set, int]:
     """The process ids of the workers answering GET /health on new connections (the kernel picks a worker for each),
     until `count` distinct ones answered; and the number of requests sent."""
