@@ -3,7 +3,8 @@
 `optimize_for_cpu` canonicalizes the graph (`xdistil.export.rewrites`), runs onnxruntime's
 transformer optimizer, cuts a pruned student's zeroed heads and neurons out (`structured_pruning`),
 optionally computes the last layer at [CLS] only (`cls_pruning`), drops nodes whose outputs nothing
-reads, and writes the result only if its logits match the unfused model's on probe inputs. `require_fusion` checks that every layer got its fused operators.
+reads, and writes the result only if its logits match the unfused model's on probe inputs.
+`require_fusion` checks that every layer got its fused operators.
 """
 import contextlib
 import logging
