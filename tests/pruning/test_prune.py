@@ -97,3 +97,16 @@ def test_pruned_student_recovers_survives_save_load_resume_and_exports_smaller(d
     assert report["parity"]["fp32_vs_tf_max_abs_logit_diff"] <= 1e-4
     assert report["pruning"]["multiply_adds_per_token"] == counts
     assert report["quantization"]["shipped"] and "onnx_int8" in report["dev_scores"]  # still int8, gated
+
+
+def test_pruning_ranked_on_train_needs_no_teacher_logits(distilled_pairwise_dir, tmp_path):
+    task = write_task(tmp_path / "task", "pairwise", n_train=24, seed=5)
+    out = tmp_path / "pruned"
+    targets = PruningConfig(prune_heads=3, prune_heads_scope="total", importance_data="train",
+                            recovery_logit_epochs=0)
+    metrics = run_finetune(FinetuneConfig(model_dir=str(distilled_pairwise_dir), output_dir=str(out),
+                                          task=str(task), epochs=1), TrainerConfig(batch_size=8), pruning=targets)
+    assert set(metrics["stages"]) == {"finetune"} and not (out / "cache").exists()
+    assert sum(metrics["pruning"]["heads_per_layer"]) == 4 * len(metrics["pruning"]["heads_per_layer"]) - 3
+    plan = PruningPlan.read(out / "model")
+    assert np.asarray(plan.importance["heads"]).shape == (len(plan.kept_heads), 4)
