@@ -67,8 +67,8 @@ def plot_curve(models: dict, metric: str, title: str, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for split, marker in (("test", "o"), ("dev", "s")):
-        points = [(m["p50_ms"], 100 * m["scores"][split][metric], name) for name, m in models.items()
-                  if split in m["scores"]]
+        points = sorted((m["p50_ms"], 100 * m["scores"][split][metric], name) for name, m in models.items()
+                        if split in m["scores"])
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=f"{split} {metric}")
             for x, y, name in points:
