@@ -103,7 +103,8 @@ def base_config(base_model_dir: str, model_dir: Path, **overrides):
 
 # --- multiply-adds per request and the CPU's peak -------------------------------------------------------------
 
-def encoder_multiply_adds(config: dict, length: int, kind: str, cls_only_last_layer: bool = False) -> dict:
+def encoder_multiply_adds(config: dict, length: int, kind: str, cls_only_last_layer: bool = False,
+                          layers: list | None = None) -> dict:
     """Multiply-adds of one forward pass of a BERT-style encoder and its task head over one row of `length` tokens.
 
     "matmul": weights times activations (per layer the Q/K/V/O projections and the feed-forward; the head), the
@@ -111,16 +112,22 @@ def encoder_multiply_adds(config: dict, length: int, kind: str, cls_only_last_la
     onnxruntime's attention kernels run in fp32. Embedding lookups, biases, layer norms, softmax and GELU count
     as free. NER: a token classifier at every position; otherwise a [CLS] head (dense H x H, then H x labels).
     With `cls_only_last_layer` the last layer computes keys and values at every position, and the query,
-    attention output and feed-forward at position 0 only (the export's `"cls_only_last_layer"`).
+    attention output and feed-forward at position 0 only (the export's `"cls_only_last_layer"`). `layers`
+    ([(heads, feed-forward neurons)] per layer) counts a pruned ONNX model's layers (default: the config's).
     """
-    hidden, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    labels = len(config["id2label"])
-    full_layers = layers - 1 if cls_only_last_layer else layers
-    matmul = full_layers * (4 * length * hidden ** 2 + 2 * length * hidden * inner)
-    attention = full_layers * 2 * length ** 2 * hidden
-    if cls_only_last_layer:
-        matmul += 2 * length * hidden ** 2 + 2 * hidden ** 2 + 2 * hidden * inner
-        attention += 2 * length * hidden
+    hidden, labels = config["hidden_size"], len(config["id2label"])
+    heads = config.get("num_attention_heads", 1)
+    head_size = hidden // heads
+    layers = layers or [(heads, config["intermediate_size"])] * config["num_hidden_layers"]
+    matmul = attention = 0
+    for index, (kept_heads, inner) in enumerate(layers):
+        width = kept_heads * head_size
+        if cls_only_last_layer and index == len(layers) - 1:
+            matmul += 2 * length * hidden * width + 2 * hidden * width + 2 * hidden * inner
+            attention += 2 * length * width
+        else:
+            matmul += 4 * length * hidden * width + 2 * length * hidden * inner
+            attention += 2 * length ** 2 * width
     matmul += length * hidden * labels if kind == "ner" else hidden ** 2 + hidden * labels
     return {"matmul": matmul, "attention": attention, "total": matmul + attention}
 

@@ -106,9 +106,11 @@ def request_work(model_dir, export: dict, teacher_dir: str, seq_len: int, lines,
     teacher_config = read_json(Path(teacher_dir) / "config.json")
     student_config = read_json(model_dir.model_path / "config.json")
     cls_only = bool(export["fusion"].get("cls_only_last_layer"))
+    pruning = export.get("pruning")  # the ONNX students lost their pruned heads and neurons; the TF one computes them
+    onnx_layers = list(zip(pruning["heads_per_layer"], pruning["neurons_per_layer"])) if pruning else None
 
-    def per_request(config, row_lengths, cls_only_last_layer=False):
-        rows = [[encoder_multiply_adds(config, n, kind, cls_only_last_layer) for n in lengths]
+    def per_request(config, row_lengths, cls_only_last_layer=False, layers=None):
+        rows = [[encoder_multiply_adds(config, n, kind, cls_only_last_layer, layers) for n in lengths]
                 for lengths in row_lengths]
         return [{key: sum(w[key] for w in request) for key in request[0]} for request in rows]
 
@@ -117,8 +119,8 @@ def request_work(model_dir, export: dict, teacher_dir: str, seq_len: int, lines,
     return {PADDED_TEACHER: (per_request(teacher_config, [[seq_len] * len(r) for r in teacher_rows]), "fp32"),
             TEACHER: (per_request(teacher_config, teacher_rows), "fp32"),
             STUDENT_TF: (per_request(student_config, student_rows), "fp32"),
-            STUDENT_ONNX_FP32: (per_request(student_config, student_rows, cls_only), "fp32"),
-            STUDENT_ONNX_INT8: (per_request(student_config, student_rows, cls_only), "int8")}
+            STUDENT_ONNX_FP32: (per_request(student_config, student_rows, cls_only, onnx_layers), "fp32"),
+            STUDENT_ONNX_INT8: (per_request(student_config, student_rows, cls_only, onnx_layers), "int8")}
 
 
 def summarize(kind: str, runs: dict, work: dict, peak: dict, ceiling: dict) -> dict:

@@ -25,6 +25,15 @@ def test_multiply_adds_of_a_classifier_with_its_last_layer_at_cls_only():
     assert encoder_multiply_adds(TINY, 5, "classification") == {"matmul": 1280 + 28, "attention": 400, "total": 1708}
 
 
+def test_multiply_adds_of_a_pruned_model_count_its_kept_heads_and_neurons():
+    # 2 heads of size 2; layer 0 keeps 1 head (width 2) and 3 neurons, layer 1 everything. Over 5 tokens, layer 0:
+    # Q/K/V/O 4*5*4*2 = 160, feed-forward 2*5*4*3 = 120, scores + sum 2*5*5*2 = 100
+    config = {**TINY, "num_attention_heads": 2}
+    assert encoder_multiply_adds(config, 5, "ner", layers=[(1, 3), (2, 8)]) == {
+        "matmul": 160 + 120 + 640 + 60, "attention": 100 + 200, "total": 1280}
+    assert encoder_multiply_adds(config, 5, "ner", layers=[(2, 8), (2, 8)]) == encoder_multiply_adds(TINY, 5, "ner")
+
+
 def test_a_one_token_request_costs_the_same_with_or_without_cls_pruning():
     assert encoder_multiply_adds(TINY, 1, "pairwise", True) == encoder_multiply_adds(TINY, 1, "pairwise")
 
