@@ -64,5 +64,17 @@ def test_pruned_units_are_zero_and_stay_zero_through_adamw_training(model):
     assert not dense["query"].kernel.numpy()[:, :d].any() and not dense["attention_output"].kernel.numpy()[:d].any()
     assert not layer_1["output"].kernel.numpy()[1].any() and not layer_1["intermediate"].bias.numpy()[1].any()
     assert not np.array_equal(before[dense["query"].kernel.name][:, d:], dense["query"].kernel.numpy()[:, d:])
+
+    # The masks are what holds a unit at zero once it could move: give head 0's values weights again; its
+    # output rows get gradients, which only the masked training drops.
+    value = dense["value"].kernel
+    value.assign(value.numpy() + np.random.default_rng(0).normal(0, 0.5, value.shape).astype(np.float32))
+    for masked, expect_zero in ((True, True), (False, False)):
+        with tf.GradientTape() as tape:
+            value_loss = loss(_batch(9), training=True)["loss"]
+        grads = tape.gradient(value_loss, variables)
+        grads = mask(grads, variables) if masked else grads
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        assert (not dense["attention_output"].kernel.numpy()[:d].any()) == expect_zero
     with pytest.raises(ValueError, match="3 layers"):
         apply_plan(drop_encoder_layers(model, (0,)), plan)

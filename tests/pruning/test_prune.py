@@ -92,6 +92,13 @@ def test_pruned_student_recovers_survives_save_load_resume_and_exports_smaller(d
     assert again["student"]["dev"] == metrics["student"]["dev"] and PruningPlan.read(out / "model") == plan
     _pruned_weights_are_zero(ModelDirectory.load(out).load_tf_model(), plan)
 
+    # Fine-tuned further without targets, it stays pruned: same plan, zeros held.
+    more = tmp_path / "more"
+    run_finetune(FinetuneConfig(model_dir=str(out), output_dir=str(more), task=str(task), epochs=1,
+                                learning_rate=1e-2), trainer)
+    assert PruningPlan.read(more / "model") == plan
+    _pruned_weights_are_zero(ModelDirectory.load(more).load_tf_model(), plan)
+
     report = export_student(ModelDirectory.load(out))
     assert report["fusion"]["structured_pruning"] == {"heads_per_layer": [2], "neurons_per_layer": [32]}
     assert report["parity"]["fp32_vs_tf_max_abs_logit_diff"] <= 1e-4

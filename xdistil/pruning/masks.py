@@ -3,9 +3,10 @@
 HF's TF BERT family has one head count and one feed-forward size for all layers and cannot prune heads,
 so a pruned head is a zero block of its layer's weights (its query, key and value columns and biases,
 and its rows of the attention output projection) and a pruned neuron a zero feed-forward column, bias
-and output row. Training keeps them zero by masking their gradients (`gradient_masker`): with a zero
-gradient from the start, Adam's moments stay zero and so does the update, and decoupled weight decay
-of a zero weight is zero. Dropped layers leave the model (a new one with fewer layers is built), so
+and output row. A unit zeroed whole gets zero gradients (nothing it computes reaches the loss), and
+training also masks its gradients (`gradient_masker`), so that it stays zero whatever the rest of the
+block holds: with a zero gradient from the start, Adam's moments stay zero and so does the update, and
+decoupled weight decay of a zero weight is zero. Dropped layers leave the model (a new one with fewer layers is built), so
 the saved directory stays a plain HF directory.
 """
 from __future__ import annotations
