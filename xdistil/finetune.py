@@ -121,7 +121,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         groups = unfreezing_groups(model, frozen)
         stages = {}
         if pruning.active:
-            metrics_pruned = evaluator(data.dev)
+            dev_pruned = evaluator(data.dev)
             if pruning.recovery_logit_epochs:
                 distillation = record["distillation"]
                 stages["recovery_logit"] = _run_stage(trainer, Stage(
@@ -139,7 +139,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         metrics = {"metric": task.metric, "finetuned_from": str(finetune.model_dir), "stages": stages,
                    "student": {"dev_before": before, "dev": evaluator(data.dev)}}
         if pruning.active:
-            metrics["student"]["dev_pruned_before_recovery"] = metrics_pruned
+            metrics["student"]["dev_pruned_before_recovery"] = dev_pruned
             metrics["pruning"] = {**plan.summary(), "multiply_adds_per_token": plan.multiply_adds_per_token(seq_len)}
         if data.test is not None:
             metrics["student"]["test"] = evaluator(data.test)
