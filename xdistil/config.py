@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 
 from xdistil.errors import ConfigError, ModelDirectoryError
+from xdistil.fingerprints import without_mtimes
 from xdistil.io_utils import atomic_write_text
 from xdistil.tasks import TASK_KINDS
 
@@ -306,6 +307,15 @@ def setting_defaults(section) -> dict:
         elif field.default_factory is not dataclasses.MISSING:
             defaults[field.name] = field.default_factory()
     return defaults
+
+
+def saved_run_identity(payload: dict, sections: dict) -> dict:
+    """A saved run's identity ({"settings": {section: {key: value}}, "labels", "inputs"}), comparable to a new
+    run's: a setting added after the run was made reads as its default (the behaviour the run had), settings
+    are JSON values, and the input fingerprints lose the modification times older versions recorded."""
+    settings = {name: {**setting_defaults(section), **payload.get(name, {})} for name, section in sections.items()}
+    return {"settings": json.loads(json.dumps(settings)), "labels": payload.get("labels"),
+            "inputs": without_mtimes(payload.get("inputs"))}
 
 
 # Settings a resumed run may change without changing what it computes.

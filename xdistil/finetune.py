@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import tf_keras
 
-from xdistil.config import (RESUMABLE_SETTINGS, RuntimeConfig, Section, TrainerConfig, save_run_config, setting,
-                            setting_defaults)
+from xdistil.config import (RESUMABLE_SETTINGS, RuntimeConfig, Section, TrainerConfig, save_run_config,
+                            saved_run_identity, setting)
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.sources import LabeledSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss
@@ -57,6 +58,10 @@ class FinetuneConfig(Section):
             raise ConfigError("task", "give --task, or --train_file and --dev_file")
 
 
+# The config sections a fine-tuning run is made of, by name (as saved).
+RUN_SECTIONS = {"finetune": FinetuneConfig, "trainer": TrainerConfig, "runtime": RuntimeConfig, "pruning": PruningConfig}
+
+
 def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = TrainerConfig(),
                  runtime: RuntimeConfig = RuntimeConfig(), overwrite: bool = False,
                  pruning: PruningConfig = PruningConfig()) -> dict:
@@ -87,7 +92,8 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     distribution = Distribution.create(runtime.strategy, runtime.num_virtual_cpus, runtime.tpu)  # before any TF op
     with distribution.lost_worker_errors():
         out = Path(finetune.output_dir)
-        claim = claim_run_directory(out, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS | {"output_dir"})
+        claim = claim_run_directory(out, identity, functools.partial(saved_run_identity, sections=RUN_SECTIONS),
+                                    overwrite, RESUMABLE_SETTINGS | {"output_dir"})
         distribution.barrier()  # every worker has decided before the chief deletes anything
         if claim == "overwrite" and distribution.is_chief:
             clear_run_directory(out)
@@ -153,13 +159,6 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         save_run_config(out, {**payload, "status": "done"})
         log.info("dev %s %.4f -> %.4f", task.metric, before[task.metric], metrics["student"]["dev"][task.metric])
         return metrics
-
-
-def _saved_identity(payload: dict) -> dict:
-    """A saved run's identity; pruning settings of runs made before they existed read as their defaults."""
-    settings = {name: payload.get(name, {}) for name in ("finetune", "trainer", "runtime")}
-    settings["pruning"] = json.loads(json.dumps({**setting_defaults(PruningConfig), **payload.get("pruning", {})}))
-    return {"settings": settings, "labels": payload.get("labels"), "inputs": payload.get("inputs")}
 
 
 def _run_stage(trainer: StageTrainer, stage: Stage) -> dict:

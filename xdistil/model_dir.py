@@ -18,7 +18,7 @@ from pathlib import Path
 from xdistil.config import read_run_config
 from xdistil.data.encoding import EncodingSettings
 from xdistil.errors import ModelDirectoryError
-from xdistil.fingerprints import directory_fingerprint, file_sha256, without_mtimes
+from xdistil.fingerprints import directory_fingerprint, file_sha256
 from xdistil.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def describe_differences(saved: dict, new: dict, resumable=frozenset()) -> list[
     saved_inputs = saved.get("inputs")
     if saved_inputs is not None:
         for key, value in new["inputs"].items():
-            if without_mtimes(saved_inputs.get(key)) != value:
+            if saved_inputs.get(key) != value:
                 differences.append(f"{key.replace('_', ' ')} changed")
     return differences
 

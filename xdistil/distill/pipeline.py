@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import time
 import tensorflow as tf
 import tf_keras
 
-from xdistil.config import RESUMABLE_SETTINGS, SECTIONS, DistilConfig, save_run_config, setting_defaults
+from xdistil.config import RESUMABLE_SETTINGS, SECTIONS, DistilConfig, save_run_config, saved_run_identity
 from xdistil.data.augmentation import (AugmentedChunkReader, AugmentOptions, WordNeighbours, augmentation_fingerprint,
                                        seen_piece_ids)
 from xdistil.distill.distribution import Distribution
@@ -67,7 +68,8 @@ def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()
     distribution = Distribution.create(config.runtime.strategy, config.runtime.num_virtual_cpus, config.runtime.tpu)
     with distribution.lost_worker_errors():
         model_dir = config.path
-        claim = claim_run_directory(model_dir, identity, _saved_identity, overwrite, RESUMABLE_SETTINGS)
+        claim = claim_run_directory(model_dir, identity, functools.partial(saved_run_identity, sections=SECTIONS),
+                                    overwrite, RESUMABLE_SETTINGS)
         distribution.barrier()  # every worker has decided before the chief deletes anything
         if claim == "overwrite" and distribution.is_chief:
             clear_run_directory(model_dir)
@@ -92,14 +94,6 @@ def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()
         if distribution.is_chief:
             write_model_directory(config, inputs, student, metrics)
         return metrics
-
-
-def _saved_identity(payload: dict) -> dict:
-    """A saved run's identity. A setting added after the run was made is read as its default, the behaviour
-    the run had; settings are JSON values, as in `run_identity`."""
-    settings = {name: {**setting_defaults(section), **payload.get(name, {})} for name, section in SECTIONS.items()}
-    return {"settings": json.loads(json.dumps(settings)), "labels": payload.get("labels"),
-            "inputs": payload.get("inputs")}
 
 
 def _vocabulary(config: DistilConfig, inputs: DistillationInputs, distribution):

@@ -70,7 +70,7 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
     cache_dir = Path(output_dir) / CACHE
     made_by_run = source.path / CACHE
     if is_chief and not cache_dir.exists() and (made_by_run / "meta.json").exists() and \
-            without_mtimes(json.loads((made_by_run / "meta.json").read_text())) == without_mtimes(key):
+            without_mtimes(json.loads((made_by_run / "meta.json").read_text())) == key:
         log.info("reusing the teacher logits of %s", made_by_run)
         cache_dir.mkdir(parents=True)
         for chunk in sorted(made_by_run.glob("chunk_*.npy")):  # each whole or not at all
