@@ -151,6 +151,16 @@ def first_subtoken_tags(predicted: list[int], word_ids: list, num_words: int, la
     return tags
 
 
+def minimal_loop_max_length(model_dir) -> int:
+    """How many sub-tokens a minimal loop lets one request have: the run's seq_len, or for NER every position
+    the student has (a sentence runs whole where it fits; the served path splits longer ones)."""
+    from bench.common import read_json
+
+    if model_dir.task.kind != "ner":
+        return model_dir.seq_len
+    return read_json(model_dir.model_path / "config.json")["max_position_embeddings"]
+
+
 class MinimalLoop:
     """What a user writes around an exported model: fast tokenizer -> session.run -> argmax -> the output line
     `predict_line` gives (NER: tags by first sub-token; classification: label and its softmax probability)."""
@@ -419,7 +429,7 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int, peer_pyth
     del reference
 
     config = read_json(student.model_path / "config.json")
-    max_length = student.seq_len if kind != "ner" else config["max_position_embeddings"]
+    max_length = minimal_loop_max_length(student)
     sessions = _route_sessions(student, peer_dir)
     ours_tokenizer = AutoTokenizer.from_pretrained(student.model_path)
     peer_tokenizer = AutoTokenizer.from_pretrained(peer_dir / "pytorch")

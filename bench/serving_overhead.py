@@ -17,7 +17,6 @@ Writes bench/results/<name>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int) -> dict:
     from transformers import AutoTokenizer
 
     from bench.latency import request_lines
-    from bench.peer_route import MinimalLoop, time_interleaved, time_ratio
+    from bench.peer_route import MinimalLoop, minimal_loop_max_length, time_interleaved, time_ratio
     from xdistil.inference.online import OnlinePredictor, latency_summary
     from xdistil.inference.onnx_runtime import onnx_session, session_feeder
     from xdistil.model_dir import ModelDirectory
@@ -55,9 +54,7 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int) -> dict:
     kind = model_dir.task.kind
     test_file = model_dir.default_file("test")
     lines = request_lines(model_dir, test_file, max_requests)
-    max_length = model_dir.seq_len
-    if kind == "ner":  # a NER request runs whole when it fits the positions (the served path splits longer ones)
-        max_length = json.loads((model_dir.model_path / "config.json").read_text())["max_position_embeddings"]
+    max_length = minimal_loop_max_length(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir.model_path)
     tf_logits = TFLogits(model_dir.load_tf_model())
     session = onnx_session(model_dir.onnx_path("int8"), intra_op_threads=1)
