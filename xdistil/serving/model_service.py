@@ -31,7 +31,7 @@ def warmup_lines(task, count: int) -> list[str]:
     lines = []
     for i in range(count):
         text = " ".join((_WARMUP_WORDS * 5)[:_WARMUP_LENGTHS[i % len(_WARMUP_LENGTHS)]])
-        lines.append(f"{text}\t{text}" if task.kind == "pairwise" else text)
+        lines.append(f"{text}\t{text}" if task.pair else text)
     return lines
 
 

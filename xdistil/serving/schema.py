@@ -135,11 +135,10 @@ def _string(value, field: str) -> str:
 
 
 def _check_pairing(has_pair: bool, name: str, task) -> None:
-    pairwise = task.kind == "pairwise"
-    if has_pair and not pairwise:
+    if has_pair and not task.pair:
         raise RequestError(422, "pair_not_supported", f"{name}: this model takes one text ({task.kind}), not a "
                                                       "text_pair")
-    if pairwise and not has_pair:
+    if task.pair and not has_pair:
         raise RequestError(422, "pair_required", f'{name}: this model classifies text pairs: give {{"text": ..., '
                                                  f'"text_pair": ...}}')
 
@@ -198,7 +197,7 @@ def classification_answer(labels: list[str], prediction, logits) -> dict:
 
 def input_for_line(task, line: str):
     """The /predict input that asks what a request line of the file format asks (the inverse of the parsing)."""
-    if task.kind == "pairwise":
+    if task.pair:
         text, pair = line.split("\t")[:2]
         return {"text": text, "text_pair": pair}
     return line

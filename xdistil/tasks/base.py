@@ -15,6 +15,7 @@ class Task(abc.ABC):
     kind: str  # "ner" | "classification" | "pairwise": the name in flags and saved configs
     metric: str  # the primary dev metric (higher is better) that selects models
     token_level: bool  # logits per token ([B, T, C]) rather than per sequence ([B, C])
+    pair: bool = False  # an example is a pair of texts (a request line is text<TAB>text_pair)
     cls_only_export: bool  # the head reads position 0 only, so the export may prune the last layer
     head_suffix: str  # HF architecture name suffix of a model with this task's head
     labeled_columns: tuple[str, ...]
