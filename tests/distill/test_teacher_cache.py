@@ -19,3 +19,13 @@ def test_cache_made_for_other_settings_is_discarded(tmp_path):
     TeacherLogitCache(tmp_path / "cache", {"teacher": "a"}).put(0, np.zeros((2, 3)))
     assert 0 in TeacherLogitCache(tmp_path / "cache", {"teacher": "a"})
     assert 0 not in TeacherLogitCache(tmp_path / "cache", {"teacher": "b"})
+
+
+def test_cache_made_by_an_older_version_with_file_mtimes_is_kept(tmp_path):
+    """Older versions fingerprinted large files with their mtime; the same files now fingerprint without it,
+    and the cache they made still holds."""
+    transfer = {"path": "t.txt", "bytes": 10, "head_sha256": "ab"}
+    old_key = {"teacher": "a", "transfer": [dict(transfer, mtime=123.0)]}
+    TeacherLogitCache(tmp_path / "cache", old_key).put(0, np.zeros((2, 3)))
+    cache = TeacherLogitCache(tmp_path / "cache", {"teacher": "a", "transfer": [transfer]})
+    assert 0 in cache

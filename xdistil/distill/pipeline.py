@@ -28,7 +28,7 @@ from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
-from xdistil.distill.teacher_cache import TeacherLogitCache
+from xdistil.distill.teacher_cache import TeacherLogitCache, teacher_logit_key
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.distill.vocabulary import trimmed_vocabulary
@@ -235,13 +235,13 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
     if config.distillation.teacher_logit_cache:
         from xdistil.fingerprints import checkpoint_fingerprint
 
-        key = {"teacher": checkpoint_fingerprint(teacher_source), "transfer": inputs.fingerprints["transfer"],
-               "augmentation": augmentation,
-               "train": inputs.fingerprints["task_files"]["train"] if inputs.transfer_files is None else None,
-               "seq_len": settings.seq_len, "chunk_size": settings.distil_chunk_size, "kind": task.kind,
-               "labels": data.labels, "encoding": dataclasses.asdict(settings.encoding),
-               "max_transfer_lines": settings.max_transfer_lines,
-               "max_train_examples": settings.max_train_examples if inputs.transfer_files is None else None}
+        own_text = inputs.transfer_files is None  # the train texts are the transfer data
+        key = teacher_logit_key(
+            teacher=checkpoint_fingerprint(teacher_source), transfer=inputs.fingerprints["transfer"],
+            augmentation=augmentation, train=inputs.fingerprints["task_files"]["train"] if own_text else None,
+            seq_len=settings.seq_len, chunk_size=settings.distil_chunk_size, kind=task.kind, labels=data.labels,
+            encoding=dataclasses.asdict(settings.encoding), max_transfer_lines=settings.max_transfer_lines,
+            max_train_examples=settings.max_train_examples if own_text else None)
         # The chief checks the key (a stale cache is deleted) before any worker writes to it.
         cache = TeacherLogitCache(config.path / "cache" / "teacher_logits", key, owner=distribution.is_chief)
         distribution.barrier()

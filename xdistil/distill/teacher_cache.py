@@ -8,9 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
+from xdistil.fingerprints import without_mtimes
 from xdistil.io_utils import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
+
+
+def teacher_logit_key(*, teacher: str, transfer: list, augmentation: dict, train, seq_len: int, chunk_size: int,
+                      kind: str, labels: list, encoding: dict, max_transfer_lines, max_train_examples) -> dict:
+    """Everything the teacher's logits of a transfer set depend on: the teacher's and the transfer files'
+    fingerprints, the augmentation (`{"copies": 0}` for none), the train file's fingerprint and
+    `max_train_examples` when the train texts are the transfer data (else None), and how text is read,
+    chunked and encoded. Distillation and pruning recovery share caches through it."""
+    return {"teacher": teacher, "transfer": transfer, "augmentation": augmentation, "train": train,
+            "seq_len": seq_len, "chunk_size": chunk_size, "kind": kind, "labels": labels, "encoding": encoding,
+            "max_transfer_lines": max_transfer_lines, "max_train_examples": max_train_examples}
+
+
+def saved_key(directory: str | Path) -> dict | None:
+    """The key a cache directory was made with (fingerprints saved by older versions read without their
+    mtimes), or None where there is no cache."""
+    meta = Path(directory) / "meta.json"
+    return without_mtimes(json.loads(meta.read_text())) if meta.exists() else None
 
 
 class TeacherLogitCache:
@@ -27,12 +46,12 @@ class TeacherLogitCache:
             self._check_key()
 
     def _check_key(self):
-        meta = self.directory / "meta.json"
-        if meta.exists() and json.loads(meta.read_text()) != self.key:
+        saved = saved_key(self.directory)
+        if saved is not None and saved != self.key:
             log.warning("teacher-logit cache %s was made for other settings; rebuilding it", self.directory)
             shutil.rmtree(self.directory)
-        if not meta.exists():
-            atomic_write_json(meta, self.key)
+        if saved != self.key:
+            atomic_write_json(self.directory / "meta.json", self.key)
 
     def _path(self, chunk_index: int) -> Path:
         return self.directory / f"chunk_{chunk_index:06d}.npy"

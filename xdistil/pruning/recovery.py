@@ -2,12 +2,11 @@
 
 The logits come from the run's own cache (`<model_dir>/cache/teacher_logits`, copied when it was made for
 exactly this teacher, transfer data and encoding) or are computed once with the run's teacher into the new
-run's cache. The key is the one `xdistil.distill.pipeline` gives an unaugmented transfer set.
+run's cache, under the key `teacher_logit_key` gives an unaugmented transfer set.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -15,9 +14,9 @@ from pathlib import Path
 
 from xdistil.data.transfer import TransferChunkReader
 from xdistil.distill.sources import TransferSource
-from xdistil.distill.teacher_cache import TeacherLogitCache
+from xdistil.distill.teacher_cache import TeacherLogitCache, saved_key, teacher_logit_key
 from xdistil.errors import ConfigError
-from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, without_mtimes
+from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +61,14 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
                                                    "--importance_data train")
     paths = [entry["path"] for entry in files]
     teacher = run_teacher(source)
-    key = {"teacher": checkpoint_fingerprint(teacher), "transfer": [large_file_fingerprint(p) for p in paths],
-           "augmentation": {"copies": 0}, "train": None, "seq_len": source.seq_len,
-           "chunk_size": data["distil_chunk_size"], "kind": source.task.kind, "labels": source.labels,
-           "encoding": dataclasses.asdict(source.encoding), "max_transfer_lines": data.get("max_transfer_lines"),
-           "max_train_examples": None}
+    key = teacher_logit_key(
+        teacher=checkpoint_fingerprint(teacher), transfer=[large_file_fingerprint(p) for p in paths],
+        augmentation={"copies": 0}, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
+        kind=source.task.kind, labels=source.labels, encoding=dataclasses.asdict(source.encoding),
+        max_transfer_lines=data.get("max_transfer_lines"), max_train_examples=None)
     cache_dir = Path(output_dir) / CACHE
     made_by_run = source.path / CACHE
-    if is_chief and not cache_dir.exists() and (made_by_run / "meta.json").exists() and \
-            without_mtimes(json.loads((made_by_run / "meta.json").read_text())) == key:
+    if is_chief and not cache_dir.exists() and saved_key(made_by_run) == key:
         log.info("reusing the teacher logits of %s", made_by_run)
         cache_dir.mkdir(parents=True)
         for chunk in sorted(made_by_run.glob("chunk_*.npy")):  # each whole or not at all
