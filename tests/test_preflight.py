@@ -44,6 +44,7 @@ def _config(inputs, tmp_path, **settings):
     ({"strategy": "tpu"}, "--tpu", "needs --tpu"),
     ({"student_layers_from_teacher": (1, 1)}, "--student_layers_from_teacher", "increasing distinct"),
     ({"student_architecture": "bert"}, "--student_architecture", "sets a student from scratch"),
+    ({"teacher_trainable_layers": 0}, "--teacher_trainable_layers", "at least 1"),
 ])
 def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, message):
     with pytest.raises(ConfigError, match=message) as caught:
@@ -54,6 +55,7 @@ def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, 
 @pytest.mark.parametrize("settings, flag, message", [
     ({"seq_len": 512}, "--seq_len", "longer than the 128 positions"),
     ({"student_layers_from_teacher": (0, 5)}, "--student_layers_from_teacher", "layer 5 does not exist"),
+    ({"teacher_trainable_layers": 3}, "--teacher_trainable_layers", "3 layers, but the teacher has 2"),
     ({"layer_mapping": "1,2,3", "distil_multi_hidden_states": True}, "--layer_mapping", "lists 3 teacher layers"),
     ({"pt_teacher_checkpoint": "pypi:no_such_module"}, "--pt_teacher_checkpoint", "no_such_module"),
     ({"student_layers_from_teacher": None, "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,

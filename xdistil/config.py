@@ -160,6 +160,10 @@ class TeacherConfig(Section):
         200, "Teacher fine-tuning runs at least this many steps (more epochs on small task folders); early "
              "stopping starts after them.", minimum=0)
     teacher_learning_rate: float = setting(5e-5, "Peak learning rate, teacher fine-tuning.", above=0.0)
+    teacher_trainable_layers: int | None = setting(
+        None, "Teacher fine-tuning trains only its head and top N encoder layers (the layers below and the "
+              "embeddings stay as pretrained, and backpropagation stops above them): a big teacher fine-tunes "
+              "faster on CPU, at some cost in accuracy. Default: every layer.", minimum=1)
     allow_weak_teacher: bool = setting(False, "Go on even if the teacher does not beat the trivial baseline on dev.")
 
 

@@ -74,6 +74,10 @@ def check_distillation(config) -> DistillationInputs:
         read_task_files(task, data.task, data.max_train_examples)
     teacher_config, tokenizer = checked_checkpoint(config.teacher.pt_teacher_checkpoint, "pt_teacher_checkpoint")
     check_seq_len(data.seq_len, teacher_config, "--pt_teacher_checkpoint")
+    trainable = config.teacher.teacher_trainable_layers
+    if trainable is not None and trainable > teacher_config.num_hidden_layers:
+        raise ConfigError("teacher_trainable_layers", f"{trainable} layers, but the teacher has "
+                                                      f"{teacher_config.num_hidden_layers}")
     student_layers = _check_student(config, teacher_config, tokenizer)
     if data.trim_vocabulary:
         _check_trimmable(config, tokenizer)

@@ -197,6 +197,27 @@ def test_teacher_min_steps_gives_small_folders_enough_updates(tmp_path, teacher_
     assert teacher["steps"] >= 20 and teacher["epochs"] == 4  # 48 examples, batch 8: 6 steps an epoch
 
 
+def test_teacher_trainable_layers_fine_tunes_only_the_top_layers_and_the_head(tmp_path, teacher_dir):
+    """--teacher_trainable_layers 1 on a 2-layer teacher: layer 1 and the head change, layer 0 and the
+    embeddings are saved exactly as pretrained."""
+    from xdistil.models.loading import load_task_model
+
+    config = _config(tmp_path, teacher_dir, "classification", student_layers_from_teacher=(1,), teacher_epochs=1,
+                     teacher_trainable_layers=1, representation_epochs=0, logit_epochs=1, finetune_epochs=1)
+    run_distillation(config)
+    labels = read_run_config(tmp_path / "out")["labels"]
+
+    def weights(path):
+        model = load_task_model(str(path), get_task("classification"), labels)
+        return {v.name.split("/", 1)[1]: v.numpy() for v in model.weights}
+
+    before, after = weights(teacher_dir), weights(tmp_path / "out" / "teacher")
+    changed = {name for name in before if not np.array_equal(before[name], after[name])}
+    assert changed and all("layer_._1/" in name or "classifier" in name or "pooler" in name for name in changed)
+    assert any("layer_._1/" in name for name in changed)
+    assert not any("layer_._0/" in name or "embeddings" in name for name in changed)
+
+
 def test_augmented_transfer_data_is_cached_and_replayed(tmp_path, teacher_dir):
     """--augment_transfer 2: every transfer line is followed by two augmented copies; the teacher's logits
     are cached for all of them, and a resumed (identical) run finds the same cache."""

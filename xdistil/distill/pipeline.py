@@ -188,7 +188,7 @@ def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTra
         log.info("teacher %s has no head for these labels: fine-tuning it on train", checkpoint)
         evaluator = Evaluator(teacher, task, data.labels, config.trainer.eval_batch_size)
         trainer.run(Stage(
-            name="teacher", model=teacher, groups=[teacher.trainable_variables], task=task,
+            name="teacher", model=teacher, groups=[teacher_trained_variables(teacher, config.teacher)], task=task,
             compute_loss=cross_entropy_loss(teacher), source=LabeledSource(data.train.features),
             epochs=config.teacher.teacher_epochs, min_steps=config.teacher.teacher_min_steps,
             learning_rate=config.teacher.teacher_learning_rate, evaluate=lambda: evaluator(data.dev),
@@ -196,6 +196,16 @@ def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTra
     if distribution.is_chief:  # the fine-tuned (or trimmed) teacher, with the tokenizer the run uses
         atomic_save_dir(saved, lambda tmp: (teacher.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
     return teacher, str(saved)
+
+
+def teacher_trained_variables(teacher, settings) -> list:
+    """The variables teacher fine-tuning trains: all, or (--teacher_trainable_layers N) the head's and the
+    top N encoder layers'."""
+    if settings.teacher_trainable_layers is None:
+        return teacher.trainable_variables
+    head_and_layers = unfreezing_groups(teacher)[:1 + settings.teacher_trainable_layers]
+    log.info("teacher fine-tuning trains its head and top %d layers", settings.teacher_trainable_layers)
+    return [variable for group in head_and_layers for variable in group]
 
 
 def check_teacher_learned(config: DistilConfig, task, data: TaskData, teacher_dev: dict) -> dict:
