@@ -59,3 +59,22 @@ def test_an_mpnet_student_from_teacher_layers_distils(tmp_path):
     metrics = run_distillation(config)
     assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
     assert ModelDirectory.load(tmp_path / "out").load_tf_model().config.model_type == "mpnet"
+
+
+def test_teacher_trainable_layers_leaves_the_shared_relative_position_bias_frozen(tmp_path):
+    """MPNet's relative position bias is read by every layer: training it with only the top layers would
+    backpropagate through all of them, so --teacher_trainable_layers leaves it with the frozen layers."""
+    import types
+
+    from xdistil.distill.pipeline import teacher_trained_variables
+    from xdistil.models.loading import load_task_model
+    from xdistil.tasks import get_task
+
+    teacher = load_task_model(str(write_tiny_mpnet(tmp_path / "teacher")), get_task("classification"), ["a", "b"])
+    teacher(teacher.dummy_inputs)
+    names = [v.name for v in teacher_trained_variables(teacher, types.SimpleNamespace(teacher_trainable_layers=1))]
+    assert any("layer_._1/" in name for name in names) and any("classifier" in name for name in names)
+    assert not any("layer_._0/" in name or "relative_attention_bias" in name or "embeddings" in name
+                   for name in names)
+    everything = teacher_trained_variables(teacher, types.SimpleNamespace(teacher_trainable_layers=None))
+    assert any("relative_attention_bias" in v.name for v in everything)
