@@ -44,15 +44,7 @@ def define_flags():
     flags.DEFINE_string("name", "bare_word_marker", "Results name: bench/results/<name>.json.")
 
 
-def tokens_per_sentence(model_dir: Path) -> float:
-    from xdistil.model_dir import ModelDirectory
-
-    student = ModelDirectory.load(model_dir)
-    features = student.encode(student.read_labeled(student.default_file("dev")))
-    return float(features.attention_mask.sum() / features.num_examples)
-
-
-def tokenization_cost(policy: str) -> dict:
+def tokenization_cost(policies) -> dict:
     """What each policy does to the dev and train sentences with the teacher's full tokenizer at --seq_len:
     sub-tokens per sentence, and rows (sentences longer than --seq_len become several windows)."""
     from xdistil.data.encoding import EncodingSettings
@@ -62,15 +54,17 @@ def tokenization_cost(policy: str) -> dict:
 
     task = get_task("ner")
     labels, splits = read_task_files(task, FLAGS.task)
+    label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = load_tokenizer(FLAGS.teacher)
-    settings = EncodingSettings(seq_len=FLAGS.seq_len, bare_word_marker=policy)
     cost = {}
-    for split in ("train", "dev"):
-        features, stats = task.encode(tokenizer, splits[split], {label: i for i, label in enumerate(labels)},
-                                      settings)
-        cost[split] = {"subtokens_per_sentence": round(float(features.attention_mask.sum()) / len(splits[split]), 2),
-                       "rows": stats["rows"], "split_examples": stats["split_examples"],
-                       "examples": stats["examples"]}
+    for policy in policies:
+        settings = EncodingSettings(seq_len=FLAGS.seq_len, bare_word_marker=policy)
+        cost[policy] = {}
+        for split in ("train", "dev"):
+            features, stats = task.encode(tokenizer, splits[split], label2id, settings)
+            cost[policy][split] = {
+                "subtokens_per_sentence": round(float(features.attention_mask.sum()) / len(splits[split]), 2),
+                "rows": stats["rows"], "split_examples": stats["split_examples"], "examples": stats["examples"]}
     return cost
 
 
@@ -104,7 +98,6 @@ def run_policy(policy: str, task: Path) -> dict:
     teacher_stage = read_json(model_dir / "checkpoints" / "teacher" / "DONE.json")
     return {"teacher_dev_f1": metrics["teacher"]["dev"]["f1"],
             "teacher_seconds": teacher_stage["seconds"], "teacher_steps": teacher_stage["steps"],
-            "dev_subtokens_per_sentence": tokens_per_sentence(model_dir),
             "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -114,7 +107,7 @@ def main(argv):
     Path(FLAGS.work_dir).mkdir(parents=True, exist_ok=True)
     load = load_average()
     policies = ("drop", "keep")
-    cost = {policy: tokenization_cost(policy) for policy in policies}
+    cost = tokenization_cost(policies)
     for policy in policies:
         print(f"{policy:<5} " + "  ".join(f"{split}: {c['subtokens_per_sentence']:.1f} sub-tokens/sentence, "
                                           f"{c['rows']} rows for {c['examples']} sentences"
@@ -130,7 +123,8 @@ def main(argv):
                                                             "load_average_before_after": [load, load_average()]})
     for policy, run in runs.items():
         print(f"{policy:<5} teacher dev F1 {run['teacher_dev_f1']:.4f}  "
-              f"{run['dev_subtokens_per_sentence']:.1f} sub-tokens/sentence  teacher {run['teacher_seconds']:.0f} s")
+              f"{cost[policy]['dev']['subtokens_per_sentence']:.1f} sub-tokens/sentence  "
+              f"teacher {run['teacher_seconds']:.0f} s")
     print(f"results: {path}")
 
 
