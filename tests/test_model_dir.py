@@ -122,8 +122,8 @@ def test_a_directory_of_an_older_version_resumes(pairwise_copy):
 
     config = _config_of(pairwise_copy)
     payload = json.loads((pairwise_copy / CONFIG_FILE).read_text())
-    newer = {"augment_transfer", "augment_replace_prob", "remap_student_vocabulary"}
-    assert {key for section in SECTIONS for key in newer if payload[section].pop(key, None) is not None} == newer
+    newer = {"augment_transfer", "augment_replace_prob", "remap_student_vocabulary", "pt_student_layers"}
+    assert {key for section in SECTIONS for key in newer if payload[section].pop(key, KeyError) is not KeyError} == newer
     transfers = payload["inputs"]["transfer"]
     assert isinstance(transfers, list) and transfers
     for fingerprint in transfers:

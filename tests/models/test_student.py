@@ -50,6 +50,22 @@ def test_student_from_teacher_layers_rejects_bad_indices(teacher_dir, teacher):
         build_student(_config(teacher_dir, student_layers_from_teacher=(2, 7)), NER, teacher, tokenizer, LABELS)
 
 
+def test_a_pretrained_student_keeps_only_the_given_layers(teacher_dir, teacher):
+    tokenizer = load_tokenizer(str(teacher_dir))
+    config = _config(teacher_dir, pt_student_checkpoint=str(teacher_dir), pt_student_layers=(0, 3))
+    student = build_student(config, NER, teacher, tokenizer, LABELS)
+    assert student.config.num_hidden_layers == 2 and student.config.id2label == dict(enumerate(LABELS))
+    t = {v.name.split("/", 1)[1]: v.numpy() for v in teacher.weights}
+    s = {v.name.split("/", 1)[1]: v.numpy() for v in student.weights}
+    key = "bert/encoder/layer_._{}/output/dense/kernel:0"
+    np.testing.assert_array_equal(s[key.format(0)], t[key.format(0)])
+    np.testing.assert_array_equal(s[key.format(1)], t[key.format(3)])
+    assert key.format(2) not in s
+    with pytest.raises(ConfigError, match="none is given") as caught:
+        StudentConfig(pt_student_layers=(0,), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    assert caught.value.flag == "--pt_student_layers"
+
+
 def test_student_from_scratch_with_compressed_embeddings(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

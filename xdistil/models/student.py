@@ -9,6 +9,7 @@ import numpy as np
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
                                     max_sequence_length, word_embedding_variable)
+from xdistil.pruning.masks import drop_encoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
     """Create the student task model a StudentConfig describes, built and ready."""
     if student_config.pt_student_checkpoint:
         student = load_task_model(student_config.pt_student_checkpoint, task, labels)
+        if student_config.pt_student_layers is not None:
+            student = keep_encoder_layers(student, student_config.pt_student_layers)
         if student_config.remap_student_vocabulary:
             build_model(student)
             remap_vocabulary(student, load_tokenizer(student_config.pt_student_checkpoint), teacher, tokenizer)
@@ -30,6 +33,12 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
     if student_config.compress_word_embedding:
         apply_compressed_embedding(student, teacher, student_config.compression_method)
     return student
+
+
+def keep_encoder_layers(model, kept) -> object:
+    """A new model of the same class with only the encoder layers `kept` (0-based, in order), weights copied."""
+    build_model(model)
+    return drop_encoder_layers(model, [i for i in range(model.config.num_hidden_layers) if i not in set(kept)])
 
 
 def build_model(model) -> None:
