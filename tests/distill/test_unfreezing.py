@@ -38,6 +38,20 @@ def test_pooler_belongs_to_the_head_and_frozen_embedding_is_left_out():
     assert sum(len(g) for g in groups) == len(model.trainable_variables) - 1
 
 
+def test_encoder_variables_outside_the_layers_unfreeze_with_the_embeddings():
+    """MPNet's relative position bias is read by every layer: it must not train from the first step."""
+    from transformers import MPNetConfig, TFMPNetForSequenceClassification
+
+    model = TFMPNetForSequenceClassification(MPNetConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                         num_attention_heads=2, intermediate_size=32))
+    model(model.dummy_inputs)
+    groups = unfreezing_groups(model)
+    assert len(groups) == 1 + 2 + 1
+    assert not any("relative_attention_bias" in n for group in groups[:-1] for n in _names(group))
+    assert any("relative_attention_bias" in n for n in _names(groups[-1]))
+    assert sum(len(g) for g in groups) == len(model.trainable_variables)
+
+
 def test_schedule_unfreezes_one_group_per_interval_until_fraction():
     interval = unfreeze_interval(total_steps=100, num_groups=5, unfreeze_fraction=0.4)
     assert interval == 10

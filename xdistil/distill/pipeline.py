@@ -201,13 +201,13 @@ def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTra
 def teacher_trained_variables(teacher, settings) -> list:
     """The variables teacher fine-tuning trains: all, or (--teacher_trainable_layers N) the head's and the
     top N encoder layers'. Encoder variables outside the layers, such as MPNet's relative position bias, stay
-    frozen with the lower layers: every layer reads them, so training them would backpropagate through all."""
+    frozen with the embeddings (`unfreezing_groups`): every layer reads them, so training them would
+    backpropagate through all."""
     if settings.teacher_trainable_layers is None:
         return teacher.trainable_variables
-    head, *layers = unfreezing_groups(teacher)[:1 + settings.teacher_trainable_layers]
     log.info("teacher fine-tuning trains its head and top %d layers", settings.teacher_trainable_layers)
-    return [variable for variable in head if "/encoder/" not in variable.name] + \
-        [variable for group in layers for variable in group]
+    return [variable for group in unfreezing_groups(teacher)[:1 + settings.teacher_trainable_layers]
+            for variable in group]
 
 
 def check_teacher_learned(config: DistilConfig, task, data: TaskData, teacher_dev: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Gradual unfreezing from the top: head, then each encoder layer downwards, then embeddings."""
+"""Gradual unfreezing from the top: head, then each encoder layer downwards, then embeddings (and the encoder
+variables every layer reads)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ _LAYER = re.compile(r"/layer_\._(\d+)/")
 def unfreezing_groups(model, frozen=()) -> list[list]:
     """Trainable variables of a HF TF task model grouped top-down: [head, layer L-1, ..., layer 0, embeddings].
 
-    Variables in `frozen` (e.g. a frozen word-embedding matrix) are left out of every group.
+    Encoder variables outside the layers (MPNet's relative position bias) go with the embeddings: every layer
+    reads them, so they unfreeze last. Variables in `frozen` (e.g. a frozen word-embedding matrix) are left out
+    of every group.
     """
     frozen_ids = {id(v) for v in frozen}
     head, embeddings, layers = [], [], {}
@@ -20,7 +23,7 @@ def unfreezing_groups(model, frozen=()) -> list[list]:
         match = _LAYER.search(var.name)
         if match:
             layers.setdefault(int(match.group(1)), []).append(var)
-        elif "/embeddings/" in var.name:
+        elif "/embeddings/" in var.name or "/encoder/" in var.name:
             embeddings.append(var)
         else:
             head.append(var)  # classifier, pooler, pre-classifier dense
