@@ -152,7 +152,8 @@ def measure_timing(base_model_dir: str, work_dir: Path) -> dict:
                for mode, run in runs.items()}
     flat = config.flat_settings()
     settings = {k: flat[k] for k in ("task", "pt_teacher_checkpoint", "student_layers_from_teacher",
-                                     "max_transfer_lines", "seq_len", "batch_size", "eval_batch_size",
+                                     "pt_student_checkpoint", "pt_student_layers", "max_transfer_lines", "seq_len",
+                                     "batch_size", "eval_batch_size",
                                      "representation_epochs", "logit_epochs", "finetune_epochs")}
     return {"settings": settings, "runs": runs, "seconds": seconds,
             "off_over_on": round(runs["cache_off"]["wall_seconds"] / runs["cache_on"]["wall_seconds"], 3)}
