@@ -7,7 +7,8 @@ served in turn by: the teacher TF fp32 padded to --seq_len (the reference toolki
 fp32 unpadded, the student TF fp32, the student ONNX fp32 and ONNX int8; then the int8 student with
 --instances single-thread processes for throughput. Each model's summary also has its multiply-adds per request
 (counted from its config and each request's length), the rate achieved and the percent of one core's peak
-(bench/common.py). Writes bench/results/<name>.json and <name>_latency.png.
+(bench/common.py), and the process CPU time per request (wall time minus it is time spent waiting for a core on
+a shared machine). Writes bench/results/<name>.json and <name>_latency.png.
 """
 import sys
 from pathlib import Path
@@ -129,12 +130,15 @@ def summarize(kind: str, runs: dict, work: dict, peak: dict, ceiling: dict) -> d
     end-to-end latencies."""
     from xdistil.inference.online import latency_summary
 
-    summaries = {name: latency_summary(latencies) for name, (_, latencies) in runs.items()}
+    summaries = {name: latency_summary(latencies) for name, (_, latencies, _) in runs.items()}
+    cpu = {name: latency_summary(cpu_ms) for name, (_, _, cpu_ms) in runs.items()}
     for name, summary in summaries.items():
         multiply_adds, precision = work[name]
         summary.update(peak_summary(multiply_adds, [ms / 1000.0 for ms in runs[name][1]], precision, peak, ceiling))
         summary["p50_speedup_vs_padded_teacher"] = summaries[PADDED_TEACHER]["p50"] / summary["p50"]
         summary["p50_speedup_vs_student_tf_fp32"] = summaries[STUDENT_TF]["p50"] / summary["p50"]
+        summary["cpu_ms"] = {key: cpu[name][key] for key in ("p50", "p90", "p99", "mean")}
+        summary["cpu_p50_speedup_vs_padded_teacher"] = cpu[PADDED_TEACHER]["p50"] / cpu[name]["p50"]
         summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name][0], runs[PADDED_TEACHER][0])
         summary["agreement_with_teacher"] = label_agreement(kind, runs[name][0], runs[TEACHER][0])
         summary["latencies_ms"] = [round(x, 4) for x in runs[name][1]]
@@ -250,8 +254,9 @@ def main(argv):
                            FLAGS.instances, FLAGS.warmup, FLAGS.intra_op_threads, name)
     for model, s in report["latency_ms"].items():
         logging.info("%-24s p50 %7.2f  p90 %7.2f  p99 %7.2f ms  %6.1f req/s  x%.1f vs padded teacher  %5.1f%% of "
-                     "peak", model, s["p50"], s["p90"], s["p99"], s["throughput_per_s"],
-                     s["p50_speedup_vs_padded_teacher"], s["percent_of_peak"])
+                     "peak | CPU p50 %7.2f ms, x%.1f", model, s["p50"], s["p90"], s["p99"], s["throughput_per_s"],
+                     s["p50_speedup_vs_padded_teacher"], s["percent_of_peak"], s["cpu_ms"]["p50"],
+                     s["cpu_p50_speedup_vs_padded_teacher"])
     if report["instances"]:
         logging.info("int8 x%d instances: %.1f req/s", FLAGS.instances, report["instances"]["throughput_per_s"])
 

@@ -7,7 +7,7 @@ import pytest
 from xdistil.errors import InputFormatError
 from xdistil.export.onnx_export import export_to_onnx
 from xdistil.inference.online import (OnlinePredictor, iter_request_lines, latency_summary, serve,
-                                      serve_instances)
+                                      serve_instances, serve_interleaved)
 from xdistil.inference.onnx_runtime import onnx_session
 from xdistil.inference.predict import ONNXPredictor
 from xdistil.model_dir import ModelDirectory
@@ -116,6 +116,30 @@ def test_warmup_runs_the_first_requests_once_untimed(ner_student):
     calls.clear()
     serve(predictor, _requests(short_lines), warmup=10)
     assert len(calls) == 3 + 3
+
+
+def test_interleaved_serving_separates_cpu_time_from_waiting():
+    """A request that waits (here: sleeps, as when preempted on a shared machine) costs wall time, not CPU."""
+    import time
+
+    class Waits:
+        def predict_line(self, text, line_no, path):
+            time.sleep(0.02)
+            return f"waited {line_no}"
+
+    class Computes:
+        def predict_line(self, text, line_no, path):
+            end = time.process_time() + 0.02
+            while time.process_time() < end:
+                pass
+            return f"computed {line_no}"
+
+    runs = serve_interleaved({"waits": Waits(), "computes": Computes()}, [(1, "a"), (2, "b"), (3, "c")], warmup=1)
+    assert runs["waits"][0] == ["waited 1", "waited 2", "waited 3"]
+    waits_wall, waits_cpu = runs["waits"][1:]
+    computes_wall, computes_cpu = runs["computes"][1:]
+    assert min(waits_wall) >= 20.0 and max(waits_cpu) < 10.0
+    assert min(computes_cpu) >= 19.0 and min(computes_wall) >= min(computes_cpu)
 
 
 def test_latency_summary():

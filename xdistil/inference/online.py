@@ -102,17 +102,21 @@ def serve(predictor: OnlinePredictor, lines: Iterable[tuple[int, str]], warmup: 
 def serve_interleaved(predictors: dict, lines: Iterable[tuple[int, str]], warmup: int = 10,
                       path=DEFAULT_SOURCE) -> dict:
     """Serve the same requests with several predictors in one run, interleaved request by request
-    (A B C, B C A, ...) so that machine drift hits all alike; returns {name: (outputs, latencies_ms)}."""
+    (A B C, B C A, ...) so that machine drift hits all alike; returns {name: (outputs, latencies_ms, cpu_ms)}.
+
+    cpu_ms is the CPU time the whole process spent on each request (every thread: TensorFlow runs ops on its
+    own pool): on a shared machine, wall time minus it is the time the request waited for a core."""
     lines = list(lines)
     for predictor in predictors.values():
         _warm_up(predictor, lines, warmup, path)
     names = list(predictors)
-    results = {name: ([], []) for name in names}
+    results = {name: ([], [], []) for name in names}
     for i, (line_no, text) in enumerate(lines):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             output = predictors[name].predict_line(text, line_no, path)
             results[name][1].append((time.perf_counter() - start) * 1000.0)
+            results[name][2].append((time.process_time() - cpu_start) * 1000.0)
             results[name][0].append(output)
     return results
 
