@@ -121,16 +121,19 @@ def _check_trimmable(config, tokenizer) -> None:
         raise InputFileError(config.data.trim_vocabulary_corpus, "not found (--trim_vocabulary_corpus)")
 
 
+def _check_layers_exist(flag: str, layers, num_layers: int, model: str) -> None:
+    if max(layers) >= num_layers:
+        raise ConfigError(flag, f"layer {max(layers)} does not exist: {model} has layers 0..{num_layers - 1}")
+
+
 def _check_student(config, teacher_config, tokenizer) -> int:
     """Check the student's shape against the teacher's; return its number of layers."""
     student = config.student
     teacher_layers = teacher_config.num_hidden_layers
     if student.student_layers_from_teacher is not None:
-        layers = student.student_layers_from_teacher
-        if max(layers) >= teacher_layers:
-            raise ConfigError("student_layers_from_teacher", f"layer {max(layers)} does not exist: the teacher has "
-                                                             f"layers 0..{teacher_layers - 1}")
-        return len(layers)
+        _check_layers_exist("student_layers_from_teacher", student.student_layers_from_teacher, teacher_layers,
+                            "the teacher")
+        return len(student.student_layers_from_teacher)
     if student.pt_student_checkpoint is not None:
         student_config, _ = checked_checkpoint(student.pt_student_checkpoint, "pt_student_checkpoint")
         check_seq_len(config.data.seq_len, student_config, "--pt_student_checkpoint")
@@ -141,9 +144,7 @@ def _check_student(config, teacher_config, tokenizer) -> int:
                 raise ConfigError("pt_student_checkpoint", f"{error.where}: {error.what}") from None
         width, layers = student_config.hidden_size, student_config.num_hidden_layers
         if student.pt_student_layers is not None:
-            if max(student.pt_student_layers) >= layers:
-                raise ConfigError("pt_student_layers", f"layer {max(student.pt_student_layers)} does not exist: "
-                                                       f"--pt_student_checkpoint has layers 0..{layers - 1}")
+            _check_layers_exist("pt_student_layers", student.pt_student_layers, layers, "--pt_student_checkpoint")
             layers = len(student.pt_student_layers)
     else:
         width, layers = student.hidden_size, student.num_hidden_layers

@@ -61,6 +61,9 @@ def test_a_pretrained_student_keeps_only_the_given_layers(teacher_dir, teacher):
     np.testing.assert_array_equal(s[key.format(0)], t[key.format(0)])
     np.testing.assert_array_equal(s[key.format(1)], t[key.format(3)])
     assert key.format(2) not in s
+    with pytest.raises(ValueError, match=r"--pt_student_layers \[0, 7\]: .* in 0..3"):
+        build_student(_config(teacher_dir, pt_student_checkpoint=str(teacher_dir), pt_student_layers=(0, 7)), NER,
+                      teacher, tokenizer, LABELS)
     with pytest.raises(ConfigError, match="none is given") as caught:
         StudentConfig(pt_student_layers=(0,), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
     assert caught.value.flag == "--pt_student_layers"

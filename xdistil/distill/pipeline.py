@@ -205,9 +205,9 @@ def teacher_trained_variables(teacher, settings) -> list:
     backpropagate through all."""
     if settings.teacher_trainable_layers is None:
         return teacher.trainable_variables
+    head_and_layers = unfreezing_groups(teacher)[:1 + settings.teacher_trainable_layers]
     log.info("teacher fine-tuning trains its head and top %d layers", settings.teacher_trainable_layers)
-    return [variable for group in unfreezing_groups(teacher)[:1 + settings.teacher_trainable_layers]
-            for variable in group]
+    return [variable for group in head_and_layers for variable in group]
 
 
 def check_teacher_learned(config: DistilConfig, task, data: TaskData, teacher_dev: dict) -> dict:

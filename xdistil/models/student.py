@@ -37,8 +37,17 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
 
 def keep_encoder_layers(model, kept) -> object:
     """A new model of the same class with only the encoder layers `kept` (0-based, in order), weights copied."""
+    kept = checked_layers("--pt_student_layers", kept, model.config.num_hidden_layers)
     build_model(model)
     return drop_encoder_layers(model, [i for i in range(model.config.num_hidden_layers) if i not in set(kept)])
+
+
+def checked_layers(flag: str, layers, num_layers: int) -> list[int]:
+    """`layers` as a list, when they are increasing distinct indices of a model with `num_layers` layers."""
+    layers = list(layers)
+    if not layers or any(not 0 <= i < num_layers for i in layers) or layers != sorted(set(layers)):
+        raise ValueError(f"{flag} {layers}: need increasing distinct layer indices in 0..{num_layers - 1}")
+    return layers
 
 
 def build_model(model) -> None:
@@ -72,11 +81,7 @@ def bert_config_like(teacher_config, **settings):
 
 def student_from_teacher_layers(teacher, layers, task, labels):
     """A student whose encoder layers are copies of the given (0-based) teacher layers, in order."""
-    layers = list(layers)
-    n = teacher.config.num_hidden_layers
-    if not layers or any(not 0 <= i < n for i in layers) or layers != sorted(set(layers)):
-        raise ValueError(f"--student_layers_from_teacher {layers}: need increasing distinct layer "
-                         f"indices in 0..{n - 1}")
+    layers = checked_layers("--student_layers_from_teacher", layers, teacher.config.num_hidden_layers)
     student_config = type(teacher.config).from_dict(
         {**teacher.config.to_dict(), "num_hidden_layers": len(layers), **label_kwargs(labels)})
     student = task.model_class().from_config(student_config)
