@@ -130,18 +130,18 @@ def summarize(kind: str, runs: dict, work: dict, peak: dict, ceiling: dict) -> d
     end-to-end latencies."""
     from xdistil.inference.online import latency_summary
 
-    summaries = {name: latency_summary(latencies) for name, (_, latencies, _) in runs.items()}
-    cpu = {name: latency_summary(cpu_ms) for name, (_, _, cpu_ms) in runs.items()}
+    summaries = {name: latency_summary(run.latencies_ms) for name, run in runs.items()}
+    cpu = {name: latency_summary(run.cpu_ms) for name, run in runs.items()}
     for name, summary in summaries.items():
         multiply_adds, precision = work[name]
-        summary.update(peak_summary(multiply_adds, [ms / 1000.0 for ms in runs[name][1]], precision, peak, ceiling))
+        summary.update(peak_summary(multiply_adds, [ms / 1000.0 for ms in runs[name].latencies_ms], precision, peak, ceiling))
         summary["p50_speedup_vs_padded_teacher"] = summaries[PADDED_TEACHER]["p50"] / summary["p50"]
         summary["p50_speedup_vs_student_tf_fp32"] = summaries[STUDENT_TF]["p50"] / summary["p50"]
         summary["cpu_ms"] = {key: cpu[name][key] for key in ("p50", "p90", "p99", "mean")}
         summary["cpu_p50_speedup_vs_padded_teacher"] = cpu[PADDED_TEACHER]["p50"] / cpu[name]["p50"]
-        summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name][0], runs[PADDED_TEACHER][0])
-        summary["agreement_with_teacher"] = label_agreement(kind, runs[name][0], runs[TEACHER][0])
-        summary["latencies_ms"] = [round(x, 4) for x in runs[name][1]]
+        summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name].outputs, runs[PADDED_TEACHER].outputs)
+        summary["agreement_with_teacher"] = label_agreement(kind, runs[name].outputs, runs[TEACHER].outputs)
+        summary["latencies_ms"] = [round(x, 4) for x in runs[name].latencies_ms]
     return summaries
 
 
@@ -225,7 +225,7 @@ def run_benchmark(model_dir: str, teacher_dir: str | None, test_file: str | None
                        peak, ceiling)
     multi = None
     if instances > 1 and STUDENT_ONNX_INT8 in runs:
-        multi = measure_instances(student, lines, instances, warmup, runs[STUDENT_ONNX_INT8][0],
+        multi = measure_instances(student, lines, instances, warmup, runs[STUDENT_ONNX_INT8].outputs,
                                   models[STUDENT_ONNX_INT8]["throughput_per_s"])
     report = {"benchmark": "latency", "name": name, "model_dir": str(model_dir), "teacher_dir": teacher_dir,
               "task": student.task_dir, "kind": student.task.kind, "test_file": test_file, "requests": len(lines),

@@ -198,26 +198,6 @@ class MinimalLoop:
         return f"{self.labels[best]}\t{probabilities[best]:.6f}"
 
 
-def time_interleaved(calls: dict, count: int, warmup: int, cpu_clock=time.thread_time) -> dict:
-    """Call `calls[name](i)` for requests i < count, interleaved request by request in rotating order (A B C,
-    B C A, ...), after `warmup` untimed requests each; returns {name: (outputs, wall_ms, cpu_ms)}: CPU time by
-    `cpu_clock` (the calling thread's; `time.process_time` for TensorFlow, which computes on its own threads)."""
-    names = list(calls)
-    for name in names:
-        for i in range(min(warmup, count)):
-            calls[name](i)
-    results = {name: ([], [], []) for name in names}
-    for i in range(count):
-        for name in names[i % len(names):] + names[:i % len(names)]:
-            wall, cpu = time.perf_counter(), cpu_clock()
-            output = calls[name](i)
-            cpu, wall = cpu_clock() - cpu, time.perf_counter() - wall
-            results[name][0].append(output)
-            results[name][1].append(wall * 1000.0)
-            results[name][2].append(cpu * 1000.0)
-    return results
-
-
 def time_ratio(numerator: list[float], denominator: list[float]) -> dict:
     """numerator / denominator, request by request (the median) and over all requests (ratio of the sums)."""
     return {"median_per_request": float(np.median(np.divide(numerator, denominator))),
@@ -376,8 +356,8 @@ def comparisons(kind: str, runs: dict) -> dict:
     """The COMPARISONS of thread CPU (and wall) times, with their aim or target and whether it was met."""
     result = {}
     for name, numerator, denominator, limits, what in COMPARISONS:
-        ratio = {"thread_cpu": time_ratio(runs[numerator][2], runs[denominator][2]),
-                 "wall": time_ratio(runs[numerator][1], runs[denominator][1]), "numerator": numerator,
+        ratio = {"thread_cpu": time_ratio(runs[numerator].cpu_ms, runs[denominator].cpu_ms),
+                 "wall": time_ratio(runs[numerator].latencies_ms, runs[denominator].latencies_ms), "numerator": numerator,
                  "denominator": denominator}
         if limits:
             ratio[what] = limits[kind]
@@ -391,9 +371,9 @@ def output_checks(model_dir, examples, runs: dict, tf_outputs: list[str]) -> dic
     the gold test labels."""
     from bench.latency import label_agreement
 
-    outputs = {name: runs[name][0] for name in END_TO_END}
+    outputs = {name: runs[name].outputs for name in END_TO_END}
     checks = {"fp32_max_abs_logit_diff_ours_vs_peer": max(float(np.max(np.abs(a - b))) for a, b in zip(
-                  runs["ours_forward_fp32"][0], runs["peer_forward_fp32"][0])),
+                  runs["ours_forward_fp32"].outputs, runs["peer_forward_fp32"].outputs)),
               "ours_served_same_output_as_ours_minimal_loop": float(np.mean(
                   [a == b for a, b in zip(outputs["ours_served_int8"], outputs["ours_minimal_loop_int8"])])),
               "student_tf_fp32": {"test_score": scored(model_dir, examples, tf_outputs)}}
@@ -411,7 +391,7 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int, peer_pyth
     from bench.common import (encoder_multiply_adds, load_average, onnxruntime_gemm_ceiling, peak_summary, read_json,
                               this_cpu_peak)
     from bench.latency import request_lines
-    from xdistil.inference.online import OnlinePredictor, latency_summary
+    from xdistil.inference.online import OnlinePredictor, latency_summary, time_interleaved
     from xdistil.model_dir import ModelDirectory
 
     student = ModelDirectory.load(model_dir_path)
@@ -453,7 +433,7 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int, peer_pyth
     calls["ours_minimal_loop_int8"] = lambda i: loops["ours_minimal_loop_int8"](texts[i])
     calls["peer_minimal_loop_int8"] = lambda i: loops["peer_minimal_loop_int8"](texts[i])
     load_before = load_average()
-    runs = time_interleaved(calls, len(lines), warmup)
+    runs = time_interleaved(calls, len(lines), warmup, cpu_clock=time.thread_time)  # onnxruntime: one thread
     load_after = load_average()
 
     peak, ceiling = this_cpu_peak(), onnxruntime_gemm_ceiling()

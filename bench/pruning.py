@@ -101,7 +101,7 @@ def run_benchmark(model_dirs: list[str], max_requests: int, warmup: int, threads
     metric = reference.task.metric
     models = {}
     for model_name, model_dir in directories.items():
-        summary = latency_summary(runs[model_name][1])
+        summary = latency_summary(runs[model_name].latencies_ms)
         models[model_name] = {"p50_ms": summary["p50"], "p90_ms": summary["p90"], "p99_ms": summary["p99"],
                               "scores": int8_scores(model_dir), **describe(model_dir, exports[model_name])}
     base = models[reference_name]

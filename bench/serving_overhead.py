@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,8 +42,8 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int) -> dict:
     from transformers import AutoTokenizer
 
     from bench.latency import request_lines
-    from bench.peer_route import MinimalLoop, minimal_loop_max_length, time_interleaved, time_ratio
-    from xdistil.inference.online import OnlinePredictor, latency_summary
+    from bench.peer_route import MinimalLoop, minimal_loop_max_length, time_ratio
+    from xdistil.inference.online import OnlinePredictor, latency_summary, time_interleaved
     from xdistil.inference.onnx_runtime import onnx_session, session_feeder
     from xdistil.model_dir import ModelDirectory
     from xdistil.models.forward import TFLogits
@@ -66,7 +65,7 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int) -> dict:
     for engine in served:
         calls[f"{engine}_served"] = lambda i, p=served[engine]: p.predict_line(lines[i][1], lines[i][0], test_file)
         calls[f"{engine}_minimal_loop"] = lambda i, loop=minimal[engine]: loop(lines[i][1])
-    runs = time_interleaved(calls, len(lines), warmup, cpu_clock=time.process_time)
+    runs = time_interleaved(calls, len(lines), warmup)  # process CPU time: TensorFlow computes on its own threads
     result = {"model_dir": model_dir_path, "kind": kind, "requests": len(lines), "timings": {}, "engines": {}}
     for name, (_, wall_ms, cpu_ms) in runs.items():
         result["timings"][name] = {"wall_ms": latency_summary(wall_ms), "process_cpu_ms": latency_summary(cpu_ms)}

@@ -5,6 +5,7 @@ import pytest
 from bench.common import (cpu_clock_mhz, cpu_flags, cpu_identity, encoder_multiply_adds, peak_multiply_adds,
                           peak_summary, seconds_at_peak)
 from bench.peer_route import comparisons, first_subtoken_tags, pytorch_weights_from_h5, time_ratio
+from xdistil.inference.online import InterleavedRun
 
 # hidden 4, feed-forward 8, 2 layers, 3 labels
 TINY = {"hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 2, "id2label": {"0": "a", "1": "b", "2": "c"}}
@@ -98,11 +99,11 @@ def test_time_ratio_per_request_and_over_totals():
 
 
 def test_comparisons_say_whether_the_aim_and_the_overhead_target_are_met():
-    wall = [1.0, 1.0]  # (outputs, wall ms, thread CPU ms) per timed call
+    wall = [1.0, 1.0]
     cpu = {"ours_forward_fp32": [1.0, 1.0], "peer_forward_fp32": [1.0, 1.0], "ours_forward_int8": [1.0, 1.0],
            "peer_forward_int8": [1.0, 1.0], "peer_minimal_loop_int8": [10.0, 10.0],
            "ours_minimal_loop_int8": [8.0, 8.0], "ours_served_int8": [8.5, 8.5]}
-    runs = {name: ([], wall, times) for name, times in cpu.items()}
+    runs = {name: InterleavedRun([], wall, times) for name, times in cpu.items()}
     result = comparisons("classification", runs)
     served_vs_peer = result["end_to_end_ours_served_vs_peer_minimal_loop"]
     assert (served_vs_peer["thread_cpu"]["median_per_request"], served_vs_peer["aim"]) == (0.85, 0.8)

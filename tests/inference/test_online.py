@@ -7,7 +7,7 @@ import pytest
 from xdistil.errors import InputFormatError
 from xdistil.export.onnx_export import export_to_onnx
 from xdistil.inference.online import (OnlinePredictor, iter_request_lines, latency_summary, serve,
-                                      serve_instances, serve_interleaved)
+                                      serve_instances, serve_interleaved, time_interleaved)
 from xdistil.inference.onnx_runtime import onnx_session
 from xdistil.inference.predict import ONNXPredictor
 from xdistil.model_dir import ModelDirectory
@@ -135,11 +135,29 @@ def test_interleaved_serving_separates_cpu_time_from_waiting():
             return f"computed {line_no}"
 
     runs = serve_interleaved({"waits": Waits(), "computes": Computes()}, [(1, "a"), (2, "b"), (3, "c")], warmup=1)
-    assert runs["waits"][0] == ["waited 1", "waited 2", "waited 3"]
-    waits_wall, waits_cpu = runs["waits"][1:]
-    computes_wall, computes_cpu = runs["computes"][1:]
-    assert min(waits_wall) >= 20.0 and max(waits_cpu) < 10.0
-    assert min(computes_cpu) >= 19.0 and min(computes_wall) >= min(computes_cpu)
+    assert runs["waits"].outputs == ["waited 1", "waited 2", "waited 3"]
+    assert runs["computes"].outputs == ["computed 1", "computed 2", "computed 3"]
+    assert min(runs["waits"].latencies_ms) >= 20.0 and max(runs["waits"].cpu_ms) < 10.0
+    # wall and CPU clocks differ in resolution by microseconds: both are 20 ms of busy work
+    assert min(runs["computes"].cpu_ms) >= 19.0 and min(runs["computes"].latencies_ms) >= 19.0
+
+
+def test_time_interleaved_rotates_the_order_and_reads_the_given_cpu_clock():
+    order = []
+
+    def call(name):
+        def run(i):
+            order.append((i, name))
+            return f"{name}{i}"
+        return run
+
+    ticks = iter(range(100))  # a CPU clock that advances one second per reading
+    runs = time_interleaved({"a": call("a"), "b": call("b"), "c": call("c")}, count=3, warmup=1,
+                            cpu_clock=lambda: float(next(ticks)))
+    assert order[:3] == [(0, "a"), (0, "b"), (0, "c")]  # warm-up, untimed
+    assert order[3:] == [(0, "a"), (0, "b"), (0, "c"), (1, "b"), (1, "c"), (1, "a"), (2, "c"), (2, "a"), (2, "b")]
+    assert runs["b"].outputs == ["b0", "b1", "b2"]
+    assert runs["b"].cpu_ms == [1000.0] * 3 and len(runs["b"].latencies_ms) == 3
 
 
 def test_latency_summary():

@@ -11,6 +11,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,26 +100,46 @@ def serve(predictor: OnlinePredictor, lines: Iterable[tuple[int, str]], warmup: 
     return outputs, latencies_ms
 
 
-def serve_interleaved(predictors: dict, lines: Iterable[tuple[int, str]], warmup: int = 10,
-                      path=DEFAULT_SOURCE) -> dict:
-    """Serve the same requests with several predictors in one run, interleaved request by request
-    (A B C, B C A, ...) so that machine drift hits all alike; returns {name: (outputs, latencies_ms, cpu_ms)}.
+class InterleavedRun(NamedTuple):
+    """One predictor's share of an interleaved run: its output lines and, per request, wall and CPU milliseconds.
 
     cpu_ms is the CPU time the whole process spent on each request (every thread: TensorFlow runs ops on its
     own pool): on a shared machine, wall time minus it is the time the request waited for a core."""
-    lines = list(lines)
-    for predictor in predictors.values():
-        _warm_up(predictor, lines, warmup, path)
-    names = list(predictors)
-    results = {name: ([], [], []) for name in names}
-    for i, (line_no, text) in enumerate(lines):
+    outputs: list
+    latencies_ms: list
+    cpu_ms: list
+
+
+def time_interleaved(calls: dict, count: int, warmup: int = 10,
+                     cpu_clock: Callable[[], float] = time.process_time) -> dict[str, InterleavedRun]:
+    """Call `calls[name](i)` for requests i < count, interleaved request by request in rotating order (A B C,
+    B C A, ...) so that machine drift hits all alike, after `warmup` untimed requests each. CPU time is read
+    from `cpu_clock`: the whole process's by default (TensorFlow computes on its own threads);
+    `time.thread_time` counts only the calling thread."""
+    names = list(calls)
+    for name in names:
+        for i in range(min(warmup, count)):
+            calls[name](i)
+    results = {name: InterleavedRun([], [], []) for name in names}
+    for i in range(count):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            start, cpu_start = time.perf_counter(), time.process_time()
-            output = predictors[name].predict_line(text, line_no, path)
-            results[name][1].append((time.perf_counter() - start) * 1000.0)
-            results[name][2].append((time.process_time() - cpu_start) * 1000.0)
-            results[name][0].append(output)
+            wall, cpu = time.perf_counter(), cpu_clock()
+            output = calls[name](i)
+            cpu, wall = cpu_clock() - cpu, time.perf_counter() - wall
+            results[name].outputs.append(output)
+            results[name].latencies_ms.append(wall * 1000.0)
+            results[name].cpu_ms.append(cpu * 1000.0)
     return results
+
+
+def serve_interleaved(predictors: dict, lines: Iterable[tuple[int, str]], warmup: int = 10,
+                      path=DEFAULT_SOURCE) -> dict[str, InterleavedRun]:
+    """Serve the same `(line_no, text)` requests with several predictors in one run, interleaved request by
+    request (see time_interleaved); the first `warmup` requests are run once beforehand by each, untimed."""
+    lines = list(lines)
+    calls = {name: (lambda i, predictor=predictor: predictor.predict_line(lines[i][1], lines[i][0], path))
+             for name, predictor in predictors.items()}
+    return time_interleaved(calls, len(lines), warmup)
 
 
 def latency_summary(latencies_ms, wall_seconds: float | None = None) -> dict:

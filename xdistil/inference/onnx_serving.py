@@ -9,7 +9,7 @@ from pathlib import Path
 
 from xdistil.config import Section, setting
 from xdistil.errors import ConfigError
-from xdistil.inference.online import (STDIN_NAME, OnlinePredictor, iter_request_lines, latency_summary, serve,
+from xdistil.inference.online import (STDIN_NAME, OnlinePredictor, iter_request_lines, latency_summary,
                                       serve_instances, serve_interleaved)
 from xdistil.io_utils import atomic_write_json, atomic_write_text
 from xdistil.model_dir import ONNX_FILES, ModelDirectory
@@ -97,18 +97,16 @@ def run_onnx_prediction(model_dir: ModelDirectory, export_report: dict, options:
         if model_dir.onnx_path(other).name in export_report["files"]:
             predictors[f"onnx_{other}"] = OnlinePredictor.from_onnx(model_dir, model_dir.onnx_path(other), threads)
         predictors["tf_fp32"] = OnlinePredictor.from_tf(model_dir, model_dir.load_tf_model())
-        runs = serve_interleaved(predictors, lines, options.warmup, source)
-    else:
-        runs = {name: serve(p, lines, options.warmup, source) for name, p in predictors.items()}
-    outputs = runs[f"onnx_{served}"][0]
+    runs = serve_interleaved(predictors, lines, options.warmup, source)  # one predictor: served in order
+    outputs = runs[f"onnx_{served}"].outputs
     report = {"served_model": str(model_dir.onnx_path(served)), "pred_file": source, "intra_op_threads": threads,
               "warmup_requests": min(options.warmup, len(lines)), "cpu": cpu_info(),
               "timed_path": "parse + tokenize + forward at the request's own length + post-process",
-              "latency_ms": {name: latency_summary(latencies) for name, (_, latencies) in runs.items()}}
+              "latency_ms": {name: latency_summary(run.latencies_ms) for name, run in runs.items()}}
     if options.compare:
         report["tf_threads"] = tf_threads()  # 0 = TensorFlow's default (all cores)
-        report["label_agreement_with_tf"] = {name: _label_agreement(out, runs["tf_fp32"][0])
-                                             for name, (out, _) in runs.items() if name != "tf_fp32"}
+        report["label_agreement_with_tf"] = {name: _label_agreement(run.outputs, runs["tf_fp32"].outputs)
+                                             for name, run in runs.items() if name != "tf_fp32"}
     if options.instances > 1:
         multi = serve_instances(model_dir.path, model_dir.onnx_path(served), lines, options.instances, options.warmup,
                                 source)
