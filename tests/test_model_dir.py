@@ -114,8 +114,8 @@ def test_a_rerun_with_other_settings_is_refused_before_writing_unless_overwritte
 
 
 def test_a_directory_of_an_older_version_resumes(pairwise_copy):
-    """Made before a setting existed (it had the default's behaviour) and fingerprinted with modification
-    times; its transfer files touched since (copied, synced): the same command resumes it."""
+    """Made before a setting existed (it had the default's behaviour) and fingerprinted with locations and
+    modification times; its transfer files touched since (copied, synced): the same command resumes it."""
     import os
 
     from xdistil.distill.pipeline import run_distillation
@@ -126,9 +126,9 @@ def test_a_directory_of_an_older_version_resumes(pairwise_copy):
     assert {key for section in SECTIONS for key in newer if payload[section].pop(key, KeyError) is not KeyError} == newer
     transfers = payload["inputs"]["transfer"]
     assert isinstance(transfers, list) and transfers
-    for fingerprint in transfers:
-        fingerprint["mtime"] = 1
-        os.utime(fingerprint["path"])
+    for fingerprint, path in zip(transfers, payload.pop("transfer_files"), strict=True):
+        fingerprint.update(path=path, mtime=1)
+        os.utime(path)
     (pairwise_copy / CONFIG_FILE).write_text(json.dumps(payload))
     metrics = json.loads((pairwise_copy / "metrics.json").read_text())
     resumed = run_distillation(config)

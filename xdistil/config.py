@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 
 from xdistil.errors import ConfigError, ModelDirectoryError
-from xdistil.fingerprints import without_mtimes
+from xdistil.fingerprints import comparable_fingerprint
 from xdistil.io_utils import atomic_write_text
 from xdistil.tasks import TASK_KINDS
 
@@ -325,7 +325,7 @@ def saved_run_identity(payload: dict, sections: dict) -> dict:
     are JSON values, and the input fingerprints lose the modification times older versions recorded."""
     settings = {name: {**setting_defaults(section), **payload.get(name, {})} for name, section in sections.items()}
     return {"settings": json.loads(json.dumps(settings)), "labels": payload.get("labels"),
-            "inputs": without_mtimes(payload.get("inputs"))}
+            "inputs": comparable_fingerprint(payload.get("inputs"))}
 
 
 # Settings a resumed run may change without changing what it computes.

@@ -31,18 +31,22 @@ def small_file_fingerprint(path) -> dict:
 
 def large_file_fingerprint(path) -> dict:
     """A file that may be far larger than memory (transfer data, weights): size and the hash of its first MiB,
-    cheap at any size. Not its modification time: a copy or a touch leaves the contents, and a run, as they were."""
-    return {"path": os.path.abspath(path), "bytes": os.path.getsize(path),
-            "head_sha256": file_sha256(path, limit=HEAD_BYTES)}
+    cheap at any size. Neither its location nor its modification time: a copy, a move or a touch leaves the
+    contents, and what was computed from them, as they were."""
+    return {"bytes": os.path.getsize(path), "head_sha256": file_sha256(path, limit=HEAD_BYTES)}
 
 
-def without_mtimes(fingerprint):
-    """A fingerprint saved by an older version (whose large-file fingerprints held "mtime"), comparable to a
-    new one."""
+# Keys older versions recorded in large-file fingerprints, which no longer tell contents apart.
+LOCATION_KEYS = frozenset({"mtime", "path"})
+
+
+def comparable_fingerprint(fingerprint):
+    """A fingerprint saved by an older version (whose large-file fingerprints held "path" and "mtime"),
+    comparable to a new one."""
     if isinstance(fingerprint, dict):
-        return {key: without_mtimes(value) for key, value in fingerprint.items() if key != "mtime"}
+        return {key: comparable_fingerprint(value) for key, value in fingerprint.items() if key not in LOCATION_KEYS}
     if isinstance(fingerprint, list):
-        return [without_mtimes(value) for value in fingerprint]
+        return [comparable_fingerprint(value) for value in fingerprint]
     return fingerprint
 
 

@@ -134,6 +134,24 @@ def test_without_teacher_logit_cache_the_teacher_runs_per_stage(tmp_path, teache
     assert len(metrics["stages"]["logit"]["history"]) == 2
 
 
+def test_a_resumed_run_reads_the_teacher_scores_instead_of_evaluating_again(tmp_path, teacher_dir, monkeypatch):
+    from xdistil.task_data import Evaluator
+
+    config = _config(tmp_path, teacher_dir, "classification", student_layers_from_teacher=(1,),
+                     representation_epochs=0, logit_epochs=1)
+    metrics = run_distillation(config)
+    scores = json.loads((tmp_path / "out" / "cache" / "teacher_scores.json").read_text())["scores"]
+    assert scores == {"dev": metrics["teacher"]["dev"], "test": metrics["teacher"]["test"]}
+    evaluated = []
+    original = Evaluator.__call__
+    monkeypatch.setattr(Evaluator, "__call__", lambda self, split: evaluated.append(self) or original(self, split))
+    resumed = run_distillation(config)
+    assert resumed["teacher"]["dev"] == metrics["teacher"]["dev"]
+    assert resumed["teacher"]["test"] == metrics["teacher"]["test"]
+    # the 1-layer student's dev and test only: the 2-layer teacher's scores were read
+    assert [e.predictor.model.config.num_hidden_layers for e in evaluated] == [1, 1]
+
+
 def test_roberta_teacher_with_byte_level_bpe(tmp_path):
     """A RoBERTa teacher (BPE needing add_prefix_space for pre-split words, positions offset by the
     padding index, one token type) distils end to end on NER."""

@@ -21,11 +21,11 @@ def test_cache_made_for_other_settings_is_discarded(tmp_path):
     assert 0 not in TeacherLogitCache(tmp_path / "cache", {"teacher": "b"})
 
 
-def test_cache_made_by_an_older_version_with_file_mtimes_is_kept(tmp_path):
-    """Older versions fingerprinted large files with their mtime; the same files now fingerprint without it,
-    and the cache they made still holds."""
-    transfer = {"path": "t.txt", "bytes": 10, "head_sha256": "ab"}
-    old_key = {"teacher": "a", "transfer": [dict(transfer, mtime=123.0)]}
+def test_cache_made_by_an_older_version_with_file_locations_is_kept(tmp_path):
+    """Older versions fingerprinted large files with their path and mtime; the same files now fingerprint
+    without them, and the cache they made still holds."""
+    transfer = {"bytes": 10, "head_sha256": "ab"}
+    old_key = {"teacher": "a", "transfer": [dict(transfer, path="/old/t.txt", mtime=123.0)]}
     TeacherLogitCache(tmp_path / "cache", old_key).put(0, np.zeros((2, 3)))
     cache = TeacherLogitCache(tmp_path / "cache", {"teacher": "a", "transfer": [transfer]})
     assert 0 in cache

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import time
 
 import tensorflow as tf
@@ -29,10 +30,12 @@ from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
 from xdistil.distill.teacher_cache import TeacherLogitCache, teacher_logit_key
+from xdistil.distill.teacher_scores import TeacherScores, teacher_score_key
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.distill.vocabulary import trimmed_vocabulary
 from xdistil.errors import XdistilError
+from xdistil.fingerprints import checkpoint_fingerprint
 from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
 from xdistil.model_dir import claim_run_directory, clear_run_directory
@@ -58,6 +61,14 @@ def run_identity(config: DistilConfig, inputs: DistillationInputs) -> dict:
                                   "inputs": inputs.fingerprints}))
 
 
+def run_record(config: DistilConfig, inputs: DistillationInputs, status: str) -> dict:
+    """xtremedistil-config.json: the settings, labels and input fingerprints, where the transfer files were
+    (absolute paths, for pruning recovery to read them again; fingerprints leave locations out) and the status."""
+    transfer_files = None if inputs.transfer_files is None else [os.path.abspath(p) for p in inputs.transfer_files]
+    return {**config.settings(), "model_dir": str(config.path), "labels": inputs.labels, "inputs": inputs.fingerprints,
+            "transfer_files": transfer_files, "status": status}
+
+
 def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()) -> dict:
     """Run every stage (resuming what a killed run left), write the model directory, return metrics.
 
@@ -77,8 +88,7 @@ def run_distillation(config: DistilConfig, overwrite: bool = False, callbacks=()
         if claim == "resume":
             log.info("resuming the run in %s", model_dir)
         if distribution.is_chief:
-            save_run_config(model_dir, {**identity["settings"], "model_dir": str(model_dir), "labels": inputs.labels,
-                                        "inputs": inputs.fingerprints, "status": "running"})
+            save_run_config(model_dir, run_record(config, inputs, "running"))
         tf_keras.utils.set_random_seed(config.trainer.seed)
         tf_keras.mixed_precision.set_global_policy(config.runtime.opt_policy)
         inputs, kept_pieces, vocabulary = _vocabulary(config, inputs, distribution)
@@ -140,7 +150,11 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
                                              kept_pieces)
     teacher.trainable = False
     teacher_eval = Evaluator(teacher, task, data.labels, config.trainer.eval_batch_size)
-    metrics = {"metric": task.metric, "teacher": {"source": teacher_source, "dev": teacher_eval(data.dev)}}
+    teacher_scores = TeacherScores(config.path / "cache" / "teacher_scores.json", teacher_score_key(
+        teacher=checkpoint_fingerprint(teacher_source), task_files=inputs.fingerprints["task_files"],
+        labels=data.labels, encoding=dataclasses.asdict(config.data.encoding)), writer=distribution.is_chief)
+    metrics = {"metric": task.metric,
+               "teacher": {"source": teacher_source, "dev": teacher_scores.get("dev", lambda: teacher_eval(data.dev))}}
     log.info("teacher dev %s %.4f", task.metric, metrics["teacher"]["dev"][task.metric])
     metrics["trivial_baseline"] = check_teacher_learned(config, task, data, metrics["teacher"]["dev"])
 
@@ -154,7 +168,7 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
     student_eval = Evaluator(student, task, data.labels, config.trainer.eval_batch_size)
     metrics["student"] = {"dev": student_eval(data.dev)}
     if data.test is not None:  # scored once, at the end, for the selected models
-        metrics["teacher"]["test"] = teacher_eval(data.test)
+        metrics["teacher"]["test"] = teacher_scores.get("test", lambda: teacher_eval(data.test))
         metrics["student"]["test"] = student_eval(data.test)
     metrics["student"]["parameters"] = int(student.count_params())
     metrics["teacher"]["parameters"] = int(teacher.count_params())
@@ -245,8 +259,6 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
         reader, augmentation = augmented_reader(reader, teacher, inputs.tokenizer, settings, config.trainer.seed)
     cache = None
     if config.distillation.teacher_logit_cache:
-        from xdistil.fingerprints import checkpoint_fingerprint
-
         own_text = inputs.transfer_files is None  # the train texts are the transfer data
         key = teacher_logit_key(
             teacher=checkpoint_fingerprint(teacher_source), transfer=inputs.fingerprints["transfer"],
@@ -330,9 +342,7 @@ def write_model_directory(config: DistilConfig, inputs: DistillationInputs, stud
     if config.student.compress_word_embedding or config.student.freeze_word_embedding:
         save_word_embedding(student, model_dir / "word_embedding.npy")
     atomic_write_json(model_dir / "metrics.json", metrics)
-    save_run_config(model_dir, {**config.settings(), "model_dir": str(model_dir), "labels": inputs.labels,
-                                "inputs": inputs.fingerprints, "status": "done",
-                                "teacher_source": metrics["teacher"]["source"]})
+    save_run_config(model_dir, {**run_record(config, inputs, "done"), "teacher_source": metrics["teacher"]["source"]})
 
 
 def representation_stage(config, task, teacher, student, transfer, strategy, groups) -> Stage:

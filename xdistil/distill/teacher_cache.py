@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xdistil.fingerprints import without_mtimes
+from xdistil.fingerprints import comparable_fingerprint
 from xdistil.io_utils import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def saved_key(directory: str | Path) -> dict | None:
     """The key a cache directory was made with (fingerprints saved by older versions read without their
     mtimes), or None where there is no cache."""
     meta = Path(directory) / "meta.json"
-    return without_mtimes(json.loads(meta.read_text())) if meta.exists() else None
+    return comparable_fingerprint(json.loads(meta.read_text())) if meta.exists() else None
 
 
 class TeacherLogitCache:

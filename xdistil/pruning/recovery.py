@@ -59,7 +59,8 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
         raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own (or an "
                                                    "augmented one): give --recovery_logit_epochs 0 "
                                                    "--importance_data train")
-    paths = [entry["path"] for entry in files]
+    # where the run read them: recorded beside the fingerprints (older versions kept the path in each one)
+    paths = record.get("transfer_files") or [entry["path"] for entry in files]
     teacher = run_teacher(source)
     key = teacher_logit_key(
         teacher=checkpoint_fingerprint(teacher), transfer=[large_file_fingerprint(p) for p in paths],
