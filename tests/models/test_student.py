@@ -42,6 +42,9 @@ def test_student_from_teacher_layers_copies_those_layers(teacher_dir, teacher):
     np.testing.assert_array_equal(s[key.format(1)], t[key.format(3)])
     np.testing.assert_array_equal(s["bert/embeddings/word_embeddings/weight:0"],
                                   t["bert/embeddings/word_embeddings/weight:0"])
+    np.testing.assert_array_equal(s["classifier/kernel:0"], t["classifier/kernel:0"])  # the task head too
+    student.weights[0].assign(student.weights[0] + 1.0)  # its own variables: training it leaves the teacher
+    np.testing.assert_array_equal(teacher.weights[0].numpy(), t[teacher.weights[0].name.split("/", 1)[1]])
 
 
 def test_student_from_teacher_layers_rejects_bad_indices(teacher_dir, teacher):

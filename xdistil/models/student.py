@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import numpy as np
 
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
                                     max_sequence_length, word_embedding_variable)
-from xdistil.pruning.masks import drop_encoder_layers
+from xdistil.pruning.masks import copy_with_layers
 
 log = logging.getLogger(__name__)
-
-_LAYER = re.compile(r"layer_\._(\d+)/")
 
 
 def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
@@ -26,7 +23,7 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
             build_model(student)
             remap_vocabulary(student, load_tokenizer(student_config.pt_student_checkpoint), teacher, tokenizer)
     elif student_config.student_layers_from_teacher is not None:
-        student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher, task, labels)
+        student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher)
     else:
         student = student_from_scratch(teacher, student_config, task, labels)
     build_model(student)
@@ -39,7 +36,7 @@ def keep_encoder_layers(model, kept) -> object:
     """A new model of the same class with only the encoder layers `kept` (0-based, in order), weights copied."""
     kept = checked_layers("--pt_student_layers", kept, model.config.num_hidden_layers)
     build_model(model)
-    return drop_encoder_layers(model, [i for i in range(model.config.num_hidden_layers) if i not in set(kept)])
+    return copy_with_layers(model, kept)
 
 
 def checked_layers(flag: str, layers, num_layers: int) -> list[int]:
@@ -79,28 +76,13 @@ def bert_config_like(teacher_config, **settings):
                       attention_probs_dropout_prob=teacher_config.attention_probs_dropout_prob, **settings)
 
 
-def student_from_teacher_layers(teacher, layers, task, labels):
-    """A student whose encoder layers are copies of the given (0-based) teacher layers, in order."""
+def student_from_teacher_layers(teacher, layers):
+    """A student whose encoder layers are copies of the given (0-based) teacher layers, in order, under copies
+    of the teacher's embeddings and head (the teacher is the task model: it has the task's labels)."""
     layers = checked_layers("--student_layers_from_teacher", layers, teacher.config.num_hidden_layers)
-    student_config = type(teacher.config).from_dict(
-        {**teacher.config.to_dict(), "num_hidden_layers": len(layers), **label_kwargs(labels)})
-    student = task.model_class().from_config(student_config)
-    build_model(student)
-    teacher_vars = {_strip_model_scope(v.name): v for v in teacher.weights}
-    copied = 0
-    for var in student.weights:
-        name = _strip_model_scope(var.name)
-        name = _LAYER.sub(lambda m: f"layer_._{layers[int(m.group(1))]}/", name)
-        source = teacher_vars.get(name)
-        if source is not None and source.shape == var.shape:
-            var.assign(source)
-            copied += 1
-    log.info("student from teacher layers %s: copied %d of %d weights", layers, copied, len(student.weights))
-    return student
-
-
-def _strip_model_scope(name: str) -> str:
-    return name.split("/", 1)[1] if "/" in name else name
+    build_model(teacher)
+    log.info("student from teacher layers %s", layers)
+    return copy_with_layers(teacher, layers)
 
 
 def apply_compressed_embedding(student, teacher, method: str) -> dict:

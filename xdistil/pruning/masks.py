@@ -43,22 +43,29 @@ def drop_encoder_layers(model, dropped) -> object:
     """A new model of the same class without the layers `dropped` (0-based); every other weight copied."""
     if not dropped:
         return model
-    config = model.config.__class__.from_dict(model.config.to_dict())
-    kept = [i for i in range(config.num_hidden_layers) if i not in set(dropped)]
-    if max(dropped) >= config.num_hidden_layers or not kept:
+    num_layers = model.config.num_hidden_layers
+    kept = [i for i in range(num_layers) if i not in set(dropped)]
+    if max(dropped) >= num_layers or not kept:
         raise ValueError(f"--drop_layers {','.join(map(str, dropped))}: the student has layers 0-"
-                         f"{config.num_hidden_layers - 1} and must keep one")
+                         f"{num_layers - 1} and must keep one")
+    return copy_with_layers(model, kept)
+
+
+def copy_with_layers(model, kept: list[int]) -> object:
+    """A new, built model of the same class whose encoder layers are copies of layers `kept` (0-based, in
+    order) of the built `model`; every other weight (embeddings, head) copied too."""
+    config = model.config.__class__.from_dict(model.config.to_dict())
     config.num_hidden_layers = len(kept)
-    smaller = model.__class__(config)
-    smaller(smaller.dummy_inputs, training=False)
+    copy = model.__class__(config)
+    copy(copy.dummy_inputs, training=False)
 
     def key(name, layer_map=None):
         name = name.split("/", 1)[1]  # without the model's own (instance-numbered) name
         return LAYER_NAME.sub(lambda m: f"layer_._{layer_map[int(m.group(1))] if layer_map else m.group(1)}/", name)
 
     source = {key(w.name): w for w in model.weights}
-    smaller.set_weights([source[key(w.name, kept)].numpy() for w in smaller.weights])
-    return smaller
+    copy.set_weights([source[key(w.name, kept)].numpy() for w in copy.weights])
+    return copy
 
 
 def unit_masks(model, plan: PruningPlan) -> list[tuple[tf.Variable, np.ndarray]]:
