@@ -134,12 +134,14 @@ def summarize(kind: str, runs: dict, work: dict, peak: dict, ceiling: dict) -> d
     cpu = {name: latency_summary(run.cpu_ms) for name, run in runs.items()}
     for name, summary in summaries.items():
         multiply_adds, precision = work[name]
-        summary.update(peak_summary(multiply_adds, [ms / 1000.0 for ms in runs[name].latencies_ms], precision, peak, ceiling))
+        seconds = [ms / 1000.0 for ms in runs[name].latencies_ms]
+        summary.update(peak_summary(multiply_adds, seconds, precision, peak, ceiling))
         summary["p50_speedup_vs_padded_teacher"] = summaries[PADDED_TEACHER]["p50"] / summary["p50"]
         summary["p50_speedup_vs_student_tf_fp32"] = summaries[STUDENT_TF]["p50"] / summary["p50"]
         summary["cpu_ms"] = {key: cpu[name][key] for key in ("p50", "p90", "p99", "mean")}
         summary["cpu_p50_speedup_vs_padded_teacher"] = cpu[PADDED_TEACHER]["p50"] / cpu[name]["p50"]
-        summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name].outputs, runs[PADDED_TEACHER].outputs)
+        summary["agreement_with_padded_teacher"] = label_agreement(kind, runs[name].outputs,
+                                                                   runs[PADDED_TEACHER].outputs)
         summary["agreement_with_teacher"] = label_agreement(kind, runs[name].outputs, runs[TEACHER].outputs)
         summary["latencies_ms"] = [round(x, 4) for x in runs[name].latencies_ms]
     return summaries

@@ -357,8 +357,8 @@ def comparisons(kind: str, runs: dict) -> dict:
     result = {}
     for name, numerator, denominator, limits, what in COMPARISONS:
         ratio = {"thread_cpu": time_ratio(runs[numerator].cpu_ms, runs[denominator].cpu_ms),
-                 "wall": time_ratio(runs[numerator].latencies_ms, runs[denominator].latencies_ms), "numerator": numerator,
-                 "denominator": denominator}
+                 "wall": time_ratio(runs[numerator].latencies_ms, runs[denominator].latencies_ms),
+                 "numerator": numerator, "denominator": denominator}
         if limits:
             ratio[what] = limits[kind]
             ratio["met"] = ratio["thread_cpu"]["median_per_request"] <= limits[kind]

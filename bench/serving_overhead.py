@@ -67,16 +67,17 @@ def measure_model(model_dir_path: str, max_requests: int, warmup: int) -> dict:
         calls[f"{engine}_minimal_loop"] = lambda i, loop=minimal[engine]: loop(lines[i][1])
     runs = time_interleaved(calls, len(lines), warmup)  # process CPU time: TensorFlow computes on its own threads
     result = {"model_dir": model_dir_path, "kind": kind, "requests": len(lines), "timings": {}, "engines": {}}
-    for name, (_, wall_ms, cpu_ms) in runs.items():
-        result["timings"][name] = {"wall_ms": latency_summary(wall_ms), "process_cpu_ms": latency_summary(cpu_ms)}
+    for name, run in runs.items():
+        result["timings"][name] = {"wall_ms": latency_summary(run.latencies_ms),
+                                   "process_cpu_ms": latency_summary(run.cpu_ms)}
     for engine in served:
-        (served_out, served_wall, served_cpu), (loop_out, loop_wall, loop_cpu) = (
-            runs[f"{engine}_served"], runs[f"{engine}_minimal_loop"])
-        cpu = time_ratio(served_cpu, loop_cpu)
+        served_run, loop_run = runs[f"{engine}_served"], runs[f"{engine}_minimal_loop"]
+        cpu = time_ratio(served_run.cpu_ms, loop_run.cpu_ms)
         result["engines"][engine] = {
-            "served_vs_minimal_loop": {"process_cpu": cpu, "wall": time_ratio(served_wall, loop_wall)},
+            "served_vs_minimal_loop": {"process_cpu": cpu,
+                                       "wall": time_ratio(served_run.latencies_ms, loop_run.latencies_ms)},
             "within_target": cpu["median_per_request"] <= TARGET,
-            "same_outputs": sum(a == b for a, b in zip(served_out, loop_out)) / len(lines)}
+            "same_outputs": sum(a == b for a, b in zip(served_run.outputs, loop_run.outputs)) / len(lines)}
     return result
 
 

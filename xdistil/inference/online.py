@@ -90,14 +90,8 @@ def serve(predictor: OnlinePredictor, lines: Iterable[tuple[int, str]], warmup: 
     The first `warmup` requests are run once beforehand, untimed and discarded; then every request
     is timed with `time.perf_counter`. `path` names the input in error messages.
     """
-    lines = list(lines)
-    _warm_up(predictor, lines, warmup, path)
-    outputs, latencies_ms = [], []
-    for line_no, text in lines:
-        start = time.perf_counter()
-        outputs.append(predictor.predict_line(text, line_no, path))
-        latencies_ms.append((time.perf_counter() - start) * 1000.0)
-    return outputs, latencies_ms
+    run = serve_interleaved({"served": predictor}, lines, warmup, path)["served"]  # one predictor: in order
+    return run.outputs, run.latencies_ms
 
 
 class InterleavedRun(NamedTuple):
