@@ -176,11 +176,17 @@ class StudentConfig(Section):
     pt_student_layers: tuple[int, ...] | None = setting(
         None, "Keep only these layers of the --pt_student_checkpoint, 0-based: 1,3,5 (a shallower student that "
               "starts from the checkpoint's weights).")
-    hidden_size: int | None = setting(None, "Student from scratch: hidden size.", minimum=1)
+    hidden_size: int | None = setting(None, "Student from scratch: hidden size. With --student_layers_from_teacher: "
+                                            "narrow the copied layers to this width (the most active channels).",
+                                      minimum=1)
     num_hidden_layers: int | None = setting(None, "Student from scratch: layers.", minimum=1)
-    num_attention_heads: int | None = setting(None, "Student from scratch: attention heads.", minimum=1)
-    intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden).",
-                                            minimum=1)
+    num_attention_heads: int | None = setting(None, "Student from scratch: attention heads. With "
+                                                    "--student_layers_from_teacher: the most active heads kept per "
+                                                    "layer (default: --hidden_size / the teacher's head size).",
+                                              minimum=1)
+    intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden). "
+                                                  "With --student_layers_from_teacher: the most active neurons kept per "
+                                                  "layer (default: the teacher's, scaled with the width).", minimum=1)
     student_architecture: str = setting(
         "teacher", "Student from scratch: the teacher's architecture, or BERT (plain absolute positions, which the "
                    "fused int8 ONNX export serves fastest; for an MPNet, XLM-R or other teacher).",
@@ -202,6 +208,15 @@ class StudentConfig(Section):
                 "num_attention_heads": self.num_attention_heads, "intermediate_size": self.intermediate_size}
 
     @property
+    def narrowing_sizes(self) -> dict | None:
+        """The sizes given for a narrowed copy of teacher layers (None when the copy keeps the teacher's width)."""
+        if self.student_layers_from_teacher is None:
+            return None
+        sizes = {key: value for key, value in self.from_scratch_sizes.items()
+                 if key != "num_hidden_layers" and value is not None}
+        return sizes or None
+
+    @property
     def from_scratch(self) -> bool:
         return self.pt_student_checkpoint is None and self.student_layers_from_teacher is None
 
@@ -217,6 +232,12 @@ class StudentConfig(Section):
         sizes = self.from_scratch_sizes
         given = [name for name, value in sizes.items() if value is not None] + \
                 (["student_architecture"] if self.student_architecture != "teacher" else [])
+        if self.student_layers_from_teacher is not None:
+            given = [name for name in given if name in ("num_hidden_layers", "student_architecture")]
+            if self.narrowing_sizes and self.compress_word_embedding:
+                raise ConfigError("compress_word_embedding", "a narrowed copy of teacher layers keeps the teacher's "
+                                                             "embedding columns of its kept channels; an SVD/PCA "
+                                                             "embedding would not match its other weights")
         if not self.from_scratch and given:
             raise ConfigError(given[0], "sets a student from scratch, which --pt_student_checkpoint and "
                                         "--student_layers_from_teacher exclude")

@@ -18,6 +18,7 @@ from xdistil.errors import ConfigError, InputFileError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, small_file_fingerprint
 from xdistil.models.loading import CheckpointError, load_config, load_tokenizer, max_sequence_length, resolve_checkpoint
 from xdistil.models.student import check_vocabulary_matches
+from xdistil.pruning.width import width_targets
 from xdistil.task_data import read_task_files
 from xdistil.tasks import get_task
 from xdistil.tasks.plain_text import PLAIN_TEXT
@@ -133,6 +134,8 @@ def _check_student(config, teacher_config, tokenizer) -> int:
     if student.student_layers_from_teacher is not None:
         _check_layers_exist("student_layers_from_teacher", student.student_layers_from_teacher, teacher_layers,
                             "the teacher")
+        if student.narrowing_sizes:
+            width_targets(teacher_config, **student.narrowing_sizes)
         return len(student.student_layers_from_teacher)
     if student.pt_student_checkpoint is not None:
         student_config, _ = checked_checkpoint(student.pt_student_checkpoint, "pt_student_checkpoint")

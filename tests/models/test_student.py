@@ -5,6 +5,7 @@ import pytest
 
 from conftest import write_tiny_bert
 from xdistil.config import StudentConfig
+from xdistil.data.encoding import Features
 from xdistil.errors import ConfigError
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, has_task_head, load_task_model, load_tokenizer,
@@ -45,6 +46,39 @@ def test_student_from_teacher_layers_copies_those_layers(teacher_dir, teacher):
     np.testing.assert_array_equal(s["classifier/kernel:0"], t["classifier/kernel:0"])  # the task head too
     student.weights[0].assign(student.weights[0] + 1.0)  # its own variables: training it leaves the teacher
     np.testing.assert_array_equal(teacher.weights[0].numpy(), t[teacher.weights[0].name.split("/", 1)[1]])
+
+
+def _calibration(rows=40, length=12, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, 40, (rows, length)).astype(np.int32)
+    return Features(ids, np.ones_like(ids), np.zeros_like(ids), np.zeros_like(ids), None, np.arange(rows), rows)
+
+
+def test_a_narrowed_copy_of_teacher_layers_is_a_plain_smaller_model(tmp_path, teacher_dir, teacher):
+    tokenizer = load_tokenizer(str(teacher_dir))
+    config = _config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16)
+    assert config.narrowing_sizes == {"hidden_size": 16}
+    student = build_student(config, NER, teacher, tokenizer, LABELS, calibration=_calibration())
+    assert (student.config.hidden_size, student.config.num_attention_heads, student.config.intermediate_size,
+            student.config.num_hidden_layers) == (16, 2, 32, 2)
+    student.save_pretrained(tmp_path / "s")
+    from transformers import TFBertForTokenClassification
+
+    loaded = TFBertForTokenClassification.from_pretrained(tmp_path / "s")
+    inputs = {"input_ids": _calibration(rows=3).input_ids}
+    np.testing.assert_allclose(loaded(inputs).logits.numpy(), student(inputs).logits.numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="needs rows to measure"):
+        build_student(config, NER, teacher, tokenizer, LABELS)
+
+
+def test_narrowing_flags_exclude_an_svd_embedding_and_a_layer_count():
+    with pytest.raises(ConfigError, match="embedding columns of its kept channels") as caught:
+        StudentConfig(student_layers_from_teacher=(0, 1), hidden_size=16, compress_word_embedding=True)
+    assert caught.value.flag == "--compress_word_embedding"
+    with pytest.raises(ConfigError, match="exclude") as caught:
+        StudentConfig(student_layers_from_teacher=(0, 1), num_hidden_layers=2)
+    assert caught.value.flag == "--num_hidden_layers"
+    assert StudentConfig(student_layers_from_teacher=(0, 1), compress_word_embedding=True).narrowing_sizes is None
 
 
 def test_student_from_teacher_layers_rejects_bad_indices(teacher_dir, teacher):

@@ -126,14 +126,16 @@ def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_piece
         if kept_pieces is not None:
             teacher = trim_model_vocab(teacher, kept_pieces)
         teacher.trainable = False
-        student = build_student(config.student, task, teacher, inputs.tokenizer, [])
-    log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
 
     def encode_chunk(examples):
         return task.encode(inputs.tokenizer, examples, {}, config.data.encoding)[0]
 
     reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
     transfer = TransferSource(reader, encode_chunk, teacher=None).without_logits()
+    calibration = next(transfer.chunks(0))[1] if config.student.narrowing_sizes else None
+    with distribution.strategy.scope():
+        student = build_student(config.student, task, teacher, inputs.tokenizer, [], calibration)
+    log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
     groups = unfreezing_groups(student, [word_embedding_variable(student)] if config.student.freeze_word_embedding
                                else [])
     stage = representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)
@@ -159,7 +161,8 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
     metrics["trivial_baseline"] = check_teacher_learned(config, task, data, metrics["teacher"]["dev"])
 
     with distribution.strategy.scope():
-        student = build_student(config.student, task, teacher, inputs.tokenizer, data.labels)
+        student = build_student(config.student, task, teacher, inputs.tokenizer, data.labels,
+                                calibration=data.train.features)
     log.info("student: %d layers, hidden %d, %d heads, %.1fM parameters", student.config.num_hidden_layers,
              student.config.hidden_size, student.config.num_attention_heads, student.count_params() / 1e6)
     transfer = _transfer_source(config, inputs, data, teacher, teacher_source, distribution, callbacks)

@@ -5,16 +5,19 @@ import logging
 
 import numpy as np
 
+from xdistil.inference.predict import batch_arrays
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
-                                    max_sequence_length, word_embedding_variable)
+                                    max_sequence_length, model_inputs, word_embedding_variable)
 from xdistil.pruning.masks import copy_with_layers
+from xdistil.pruning.width import activation_importance, choose_width_plan, width_targets
 
 log = logging.getLogger(__name__)
 
 
-def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
-    """Create the student task model a StudentConfig describes, built and ready."""
+def build_student(student_config, task, teacher, tokenizer, labels: list[str], calibration=None):
+    """Create the student task model a StudentConfig describes, built and ready. `calibration` (Features)
+    holds the rows a narrowed copy of teacher layers measures the teacher's activations on."""
     if student_config.pt_student_checkpoint:
         student = load_task_model(student_config.pt_student_checkpoint, task, labels)
         if student_config.pt_student_layers is not None:
@@ -23,7 +26,8 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str]):
             build_model(student)
             remap_vocabulary(student, load_tokenizer(student_config.pt_student_checkpoint), teacher, tokenizer)
     elif student_config.student_layers_from_teacher is not None:
-        student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher)
+        student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher,
+                                              student_config.narrowing_sizes, calibration)
     else:
         student = student_from_scratch(teacher, student_config, task, labels)
     build_model(student)
@@ -76,13 +80,34 @@ def bert_config_like(teacher_config, **settings):
                       attention_probs_dropout_prob=teacher_config.attention_probs_dropout_prob, **settings)
 
 
-def student_from_teacher_layers(teacher, layers):
+def student_from_teacher_layers(teacher, layers, narrowing_sizes=None, calibration=None):
     """A student whose encoder layers are copies of the given (0-based) teacher layers, in order, under copies
-    of the teacher's embeddings and head (the teacher is the task model: it has the task's labels)."""
+    of the teacher's embeddings and head (the teacher is the task model: it has the task's labels). With
+    `narrowing_sizes` (the --hidden_size/--num_attention_heads/--intermediate_size given) the copy is
+    narrower: it keeps the channels, heads and neurons most active on the `calibration` rows."""
     layers = checked_layers("--student_layers_from_teacher", layers, teacher.config.num_hidden_layers)
     build_model(teacher)
-    log.info("student from teacher layers %s", layers)
-    return copy_with_layers(teacher, layers)
+    if not narrowing_sizes:
+        log.info("student from teacher layers %s", layers)
+        return copy_with_layers(teacher, layers)
+    sizes = width_targets(teacher.config, **narrowing_sizes)
+    if calibration is None or not len(calibration):
+        raise ValueError("a narrowed copy of teacher layers needs rows to measure the teacher's activations on")
+    importance = activation_importance(teacher, layers, calibration_batches(teacher, calibration))
+    plan = choose_width_plan(importance, sizes, teacher.config.hidden_size // teacher.config.num_attention_heads)
+    log.info("student from teacher layers %s narrowed to %s (most active of %d calibration rows)", layers, sizes,
+             min(len(calibration), CALIBRATION_ROWS))
+    return copy_with_layers(teacher, layers, plan)
+
+
+CALIBRATION_ROWS = 256
+
+
+def calibration_batches(model, features, rows: int = CALIBRATION_ROWS, batch_size: int = 32):
+    """Model-input batches of the first `rows` rows of `features`, cut to their longest real length."""
+    for start in range(0, min(rows, len(features)), batch_size):
+        yield model_inputs(model, batch_arrays(features, np.arange(start, min(start + batch_size, rows,
+                                                                                 len(features)))))
 
 
 def apply_compressed_embedding(student, teacher, method: str) -> dict:

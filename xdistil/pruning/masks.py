@@ -51,11 +51,15 @@ def drop_encoder_layers(model, dropped) -> object:
     return copy_with_layers(model, kept)
 
 
-def copy_with_layers(model, kept: list[int]) -> object:
+def copy_with_layers(model, kept: list[int], width=None) -> object:
     """A new, built model of the same class whose encoder layers are copies of layers `kept` (0-based, in
-    order) of the built `model`; every other weight (embeddings, head) copied too."""
+    order) of the built `model`; every other weight (embeddings, head) copied too. With a `width` plan
+    (`xdistil.pruning.width.WidthPlan`) the copy is narrower: it keeps only the plan's channels, heads and
+    neurons of each weight."""
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.num_hidden_layers = len(kept)
+    for key, value in (width.sizes() if width else {}).items():
+        setattr(config, key, value)
     copy = model.__class__(config)
     copy(copy.dummy_inputs, training=False)
 
@@ -64,7 +68,13 @@ def copy_with_layers(model, kept: list[int]) -> object:
         return LAYER_NAME.sub(lambda m: f"layer_._{layer_map[int(m.group(1))] if layer_map else m.group(1)}/", name)
 
     source = {key(w.name): w for w in model.weights}
-    copy.set_weights([source[key(w.name, kept)].numpy() for w in copy.weights])
+    values = [source[key(w.name, kept)].numpy() for w in copy.weights]
+    if width:
+        from xdistil.pruning.width import weight_roles
+
+        roles = weight_roles(copy)
+        values = [width.cut(value, *roles[w.ref()], model.config.hidden_size) for value, w in zip(values, copy.weights)]
+    copy.set_weights(values)
     return copy
 
 
