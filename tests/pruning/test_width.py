@@ -92,11 +92,11 @@ def test_silent_heads_and_neurons_score_zero_and_are_cut_without_changing_the_ou
     assert not importance["neurons"][1, silent_neurons].any() and (importance["neurons"][1, :40] > 0).all()
     assert (importance["heads"][0] > 0).all() and importance["channels"].shape == (HIDDEN,)
 
-    plan = choose_width_plan(importance, {"hidden_size": 24, "num_attention_heads": 3, "intermediate_size": 40}, HEAD)
+    plan = choose_width_plan(importance, {"hidden_size": 24, "num_attention_heads": 3, "intermediate_size": 40})
     assert plan.heads[1] == (0, 1, 3) and plan.neurons[1] == tuple(range(40)) and len(plan.channels) == 24
     # teacher layer 1 alone at full width (HF needs hidden = heads x head size) without its silent neurons
     plan = choose_width_plan(importance, {"hidden_size": HIDDEN, "num_attention_heads": HEADS,
-                                          "intermediate_size": 40}, HEAD)
+                                          "intermediate_size": 40})
     one_layer = WidthPlan(channels=plan.channels, heads=plan.heads[1:], neurons=plan.neurons[1:], head_size=HEAD)
     narrow = copy_with_layers(model, [1], one_layer)
     assert narrow.config.intermediate_size == 40
@@ -133,7 +133,7 @@ def test_width_targets_follow_the_teachers_proportions_and_head_size(model):
 
 def test_a_narrow_copy_trains_and_keeps_its_own_variables(model):
     plan = choose_width_plan(activation_importance(model, [0, 2], [_inputs()]),
-                             {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}, HEAD)
+                             {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32})
     narrow = copy_with_layers(model, [0, 2], plan)
     before = model.classifier.kernel.numpy().copy()
     with tf.GradientTape() as tape:

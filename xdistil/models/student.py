@@ -91,10 +91,10 @@ def student_from_teacher_layers(teacher, layers, narrowing_sizes=None, calibrati
         log.info("student from teacher layers %s", layers)
         return copy_with_layers(teacher, layers)
     sizes = width_targets(teacher.config, **narrowing_sizes)
-    if calibration is None or not len(calibration):
+    if calibration is None:
         raise ValueError("a narrowed copy of teacher layers needs rows to measure the teacher's activations on")
     importance = activation_importance(teacher, layers, calibration_batches(teacher, calibration))
-    plan = choose_width_plan(importance, sizes, teacher.config.hidden_size // teacher.config.num_attention_heads)
+    plan = choose_width_plan(importance, sizes)
     log.info("student from teacher layers %s narrowed to %s (most active of %d calibration rows)", layers, sizes,
              min(len(calibration), CALIBRATION_ROWS))
     return copy_with_layers(teacher, layers, plan)

@@ -39,6 +39,25 @@ def layer_denses(layer) -> dict:
             "intermediate": layer.intermediate.dense, "output": layer.bert_output.dense}
 
 
+def weight_roles(model) -> dict:
+    """{variable ref: (role, layer index or None)} for every weight of a BERT-family task model: "embedding",
+    a `layer_denses` role or "layer_norm" (with its layer), or "other" (task head, pooler)."""
+    main = getattr(model, model.base_model_prefix)
+    roles = {w.ref(): ("embedding", None) for w in main.embeddings.weights}
+    for index, layer in enumerate(encoder_layers(model)):
+        for role, dense in layer_denses(layer).items():
+            roles[dense.kernel.ref()] = roles[dense.bias.ref()] = (role, index)
+        for norm in (layer.attention.dense_output.LayerNorm, layer.bert_output.LayerNorm):
+            for w in norm.weights:
+                roles[w.ref()] = ("layer_norm", index)
+        unknown = [w.name for w in layer.weights if w.ref() not in roles]
+        if unknown:
+            raise ValueError(f"width pruning does not know the encoder weights {unknown}")
+    for w in model.weights:
+        roles.setdefault(w.ref(), ("other", None))
+    return roles
+
+
 def drop_encoder_layers(model, dropped) -> object:
     """A new model of the same class without the layers `dropped` (0-based); every other weight copied."""
     if not dropped:
@@ -70,8 +89,6 @@ def copy_with_layers(model, kept: list[int], width=None) -> object:
     source = {key(w.name): w for w in model.weights}
     values = [source[key(w.name, kept)].numpy() for w in copy.weights]
     if width:
-        from xdistil.pruning.width import weight_roles
-
         roles = weight_roles(copy)
         values = [width.cut(value, *roles[w.ref()], model.config.hidden_size) for value, w in zip(values, copy.weights)]
     copy.set_weights(values)

@@ -51,7 +51,7 @@ class WidthPlan:
         return np.concatenate([np.arange(h * self.head_size, (h + 1) * self.head_size) for h in self.heads[layer]])
 
     def cut(self, array: np.ndarray, role: str, layer: int | None, hidden_size: int) -> np.ndarray:
-        """The part of a teacher weight the copy keeps, by the weight's role (`weight_roles`)."""
+        """The part of a teacher weight the copy keeps, by the weight's role (`masks.weight_roles`)."""
         channels = np.asarray(self.channels)
         if role == "embedding" or role == "layer_norm":
             return array[..., channels]
@@ -88,24 +88,6 @@ def width_targets(teacher_config, hidden_size=None, num_attention_heads=None, in
         raise ConfigError("intermediate_size", f"{inner} is larger than the teacher's "
                                                f"{teacher_config.intermediate_size}")
     return {"hidden_size": hidden, "num_attention_heads": heads, "intermediate_size": inner}
-
-
-def weight_roles(model) -> dict:
-    """{variable ref: (role, layer index or None)} for every weight of a BERT-family task model."""
-    main = getattr(model, model.base_model_prefix)
-    roles = {w.ref(): ("embedding", None) for w in main.embeddings.weights}
-    for index, layer in enumerate(encoder_layers(model)):
-        for role, dense in layer_denses(layer).items():
-            roles[dense.kernel.ref()] = roles[dense.bias.ref()] = (role, index)
-        for norm in (layer.attention.dense_output.LayerNorm, layer.bert_output.LayerNorm):
-            for w in norm.weights:
-                roles[w.ref()] = ("layer_norm", index)
-        unknown = [w.name for w in layer.weights if w.ref() not in roles]
-        if unknown:
-            raise ValueError(f"width pruning does not know the encoder weights {unknown}")
-    for w in model.weights:
-        roles.setdefault(w.ref(), ("other", None))
-    return roles
 
 
 def activation_importance(model, layers, batches) -> dict:
@@ -149,8 +131,10 @@ def _top(scores: np.ndarray, count: int) -> tuple[int, ...]:
     return tuple(sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:count]))
 
 
-def choose_width_plan(importance: dict, sizes: dict, head_size: int) -> WidthPlan:
-    """Keep the most important channels, and in each layer the most important heads and neurons."""
+def choose_width_plan(importance: dict, sizes: dict) -> WidthPlan:
+    """Keep the most important channels, and in each layer the most important heads and neurons (a head keeps
+    the measured model's head size)."""
+    head_size = len(importance["channels"]) // np.shape(importance["heads"])[1]
     return WidthPlan(channels=_top(importance["channels"], sizes["hidden_size"]),
                      heads=tuple(_top(s, sizes["num_attention_heads"]) for s in importance["heads"]),
                      neurons=tuple(_top(s, sizes["intermediate_size"]) for s in importance["neurons"]),
