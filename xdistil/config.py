@@ -29,6 +29,7 @@ BATCH_SIZE_SCOPES = ("global", "per_replica")
 LONG_SEQUENCE_POLICIES = ("window", "truncate")
 COMPRESSION_METHODS = ("svd", "pca")
 STUDENT_ARCHITECTURES = ("teacher", "bert")
+STUDENT_INITS = ("teacher", "random")
 DISTILLATION_LOSSES = ("mse", "kl")
 NAMED_LAYER_MAPPINGS = ("top", "uniform", "last")
 
@@ -184,7 +185,8 @@ class StudentConfig(Section):
                                                     "--student_layers_from_teacher: the most active heads kept per "
                                                     "layer (default: --hidden_size / the teacher's head size).",
                                               minimum=1)
-    intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden). "
+    intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden; "
+                                                  "started from teacher layers: the teacher's ratio). "
                                                   "With --student_layers_from_teacher: the most active neurons kept per "
                                                   "layer (default: the teacher's, scaled with the width).", minimum=1)
     student_architecture: str = setting(
@@ -193,8 +195,17 @@ class StudentConfig(Section):
         choices=STUDENT_ARCHITECTURES)
     student_layers_from_teacher: tuple[int, ...] | None = setting(
         None, "Student from teacher layers, 0-based: 0,4,8,11.")
+    student_init: str = setting(
+        "teacher", "Student from scratch: 'teacher' starts it from evenly spaced teacher layers (the top one "
+                   "included) cut to its sizes, keeping the most active channels, heads and neurons, as "
+                   "--student_layers_from_teacher with --hidden_size does; where no such cut exists (a teacher that "
+                   "is not BERT-family, a student wider or deeper than the teacher, a width or head size that is not "
+                   "made of whole teacher heads) it starts from random weights and the log says why. 'random': "
+                   "random weights.", choices=STUDENT_INITS)
     compress_word_embedding: bool = setting(False, "Student word embeddings = the teacher's, reduced to the "
-                                                   "student width by SVD/PCA.")
+                                                   "student width by SVD/PCA. A student started from teacher layers "
+                                                   "has them already, reduced to its kept channels (an SVD basis "
+                                                   "would not match its copied weights).")
     compression_method: str = setting("svd", "Embedding compression.", choices=COMPRESSION_METHODS)
     freeze_word_embedding: bool = setting(False, "Keep the student's word embeddings frozen.")
     remap_student_vocabulary: bool = setting(
@@ -217,6 +228,11 @@ class StudentConfig(Section):
         return sizes or None
 
     @property
+    def may_cut_teacher_layers(self) -> bool:
+        """Whether the student may be a narrowed copy of teacher layers (which ranks the teacher's units on rows)."""
+        return bool(self.narrowing_sizes) or (self.from_scratch and self.student_init == "teacher")
+
+    @property
     def from_scratch(self) -> bool:
         return self.pt_student_checkpoint is None and self.student_layers_from_teacher is None
 
@@ -234,10 +250,6 @@ class StudentConfig(Section):
                 (["student_architecture"] if self.student_architecture != "teacher" else [])
         if self.student_layers_from_teacher is not None:
             given = [name for name in given if name in ("num_hidden_layers", "student_architecture")]
-            if self.narrowing_sizes and self.compress_word_embedding:
-                raise ConfigError("compress_word_embedding", "a narrowed copy of teacher layers keeps the teacher's "
-                                                             "embedding columns of its kept channels; an SVD/PCA "
-                                                             "embedding would not match its other weights")
         if not self.from_scratch and given:
             raise ConfigError(given[0], "sets a student from scratch, which --pt_student_checkpoint and "
                                         "--student_layers_from_teacher exclude")

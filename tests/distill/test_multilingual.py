@@ -32,7 +32,7 @@ def _requests(task, model_dir):
 
 
 @pytest.mark.parametrize("kind, architecture, student", [
-    ("ner", "bert", {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+    ("ner", "bert", {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "student_init": "random",
                      "compress_word_embedding": True, "distil_multi_hidden_states": True, "distil_attention": True}),
     ("pairwise", "xlm-roberta", {"student_layers_from_teacher": (1,)}),
     ("classification", "bert", {"student_layers_from_teacher": (0, 1), "distil_multi_hidden_states": True}),

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 def test_ner_run_writes_the_model_directory(tmp_path, teacher_dir):
     config = _config(tmp_path, teacher_dir, "ner", hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=32, distil_multi_hidden_states=True, distil_attention=True,
-                     attention_loss="kl", compress_word_embedding=True, freeze_word_embedding=True)
+                     attention_loss="kl", compress_word_embedding=True, freeze_word_embedding=True,
+                     student_init="random")
     metrics = run_distillation(config)
     out = tmp_path / "out"
     for name in ("xtremedistil-config.json", "metrics.json", "word_embedding.npy", "model/config.json",

@@ -71,10 +71,57 @@ def test_a_narrowed_copy_of_teacher_layers_is_a_plain_smaller_model(tmp_path, te
         build_student(config, NER, teacher, tokenizer, LABELS)
 
 
-def test_narrowing_flags_exclude_an_svd_embedding_and_a_layer_count():
-    with pytest.raises(ConfigError, match="embedding columns of its kept channels") as caught:
-        StudentConfig(student_layers_from_teacher=(0, 1), hidden_size=16, compress_word_embedding=True)
-    assert caught.value.flag == "--compress_word_embedding"
+def test_a_narrowed_copy_keeps_the_teachers_embedding_columns_even_with_compress_word_embedding(teacher_dir, teacher):
+    tokenizer = load_tokenizer(str(teacher_dir))
+    plain, compressed = (build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16,
+                                               compress_word_embedding=compress), NER, teacher, tokenizer, LABELS,
+                                       calibration=_calibration()) for compress in (False, True))
+    np.testing.assert_array_equal(word_embedding_variable(compressed).numpy(), word_embedding_variable(plain).numpy())
+    svd, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")
+    assert not np.allclose(word_embedding_variable(compressed).numpy(), svd, atol=1e-3)
+
+
+def test_a_student_from_scratch_starts_from_evenly_spaced_teacher_layers_cut_to_its_sizes(teacher_dir, teacher):
+    tokenizer = load_tokenizer(str(teacher_dir))
+    sizes = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
+    from_scratch = build_student(_config(teacher_dir, **sizes, compress_word_embedding=True), NER, teacher, tokenizer,
+                                 LABELS, calibration=_calibration())
+    cut = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16), NER, teacher,
+                        tokenizer, LABELS, calibration=_calibration())
+    assert [w.name.split("/", 1)[1] for w in from_scratch.weights] == [w.name.split("/", 1)[1] for w in cut.weights]
+    for mine, theirs in zip(from_scratch.weights, cut.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    # one student head of two teacher heads; a width that is not whole teacher heads starts from random weights
+    merged = build_student(_config(teacher_dir, hidden_size=16, num_attention_heads=1, num_hidden_layers=2), NER,
+                           teacher, tokenizer, LABELS, calibration=_calibration())
+    np.testing.assert_array_equal(word_embedding_variable(merged).numpy(), word_embedding_variable(cut).numpy())
+    random = build_student(_config(teacher_dir, hidden_size=12, num_attention_heads=2, num_hidden_layers=2,
+                                   compress_word_embedding=True), NER, teacher, tokenizer, LABELS,
+                           calibration=_calibration())
+    expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 12, "svd")
+    np.testing.assert_allclose(word_embedding_variable(random).numpy(), expected, rtol=1e-6)
+
+
+def test_a_student_from_scratch_starts_from_random_weights_where_no_cut_exists(teacher_dir, teacher, caplog):
+    from xdistil.models.student import evenly_spaced_layers, teacher_start
+
+    assert evenly_spaced_layers(4, 12) == [2, 5, 8, 11] and evenly_spaced_layers(6, 12) == [1, 3, 5, 7, 9, 11]
+    assert evenly_spaced_layers(1, 4) == [3] and evenly_spaced_layers(4, 4) == [0, 1, 2, 3]
+    sizes = {"hidden_size": 16, "num_attention_heads": 2}
+    assert teacher_start(teacher, StudentConfig(**sizes, num_hidden_layers=3)) == \
+        ([0, 2, 3], {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32})
+    assert teacher_start(teacher, StudentConfig(**sizes, num_hidden_layers=3, student_init="random")) == (None, None)
+    for settings, reason in [({**sizes, "num_hidden_layers": 5}, "5 layers are more than the teacher's 4"),
+                             ({"hidden_size": 12, "num_attention_heads": 2, "num_hidden_layers": 2}, "multiple of 8"),
+                             ({"hidden_size": 16, "num_attention_heads": 4, "num_hidden_layers": 2},
+                              "multiple of the teacher's head size 8"),
+                             ({**sizes, "num_hidden_layers": 2, "intermediate_size": 80}, "larger than the teacher's")]:
+        caplog.clear()
+        assert teacher_start(teacher, StudentConfig(**settings)) == (None, None)
+        assert reason in caplog.text and "student from random weights" in caplog.text
+
+
+def test_narrowing_flags_exclude_a_layer_count():
     with pytest.raises(ConfigError, match="exclude") as caught:
         StudentConfig(student_layers_from_teacher=(0, 1), num_hidden_layers=2)
     assert caught.value.flag == "--num_hidden_layers"
@@ -109,7 +156,7 @@ def test_a_pretrained_student_keeps_only_the_given_layers(teacher_dir, teacher):
 def test_student_from_scratch_with_compressed_embeddings(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=24, compress_word_embedding=True)
+                     intermediate_size=24, compress_word_embedding=True, student_init="random")
     student = build_student(config, NER, teacher, tokenizer, LABELS)
     assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 1)
     expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")

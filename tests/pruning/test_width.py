@@ -68,6 +68,29 @@ def test_a_plan_that_keeps_everything_copies_the_model_exactly(model):
                                _logits(copy_with_layers(model, [0, 1]), _inputs()), rtol=1e-5, atol=1e-6)
 
 
+def test_a_head_made_of_two_teacher_heads_attends_by_the_sum_of_their_logits(model):
+    plan = WidthPlan(channels=tuple(range(HIDDEN)), heads=(tuple(range(HEADS)),), neurons=(tuple(range(INNER)),),
+                     head_size=HEAD, teacher_heads_per_head=2)
+    merged = copy_with_layers(model, [0], plan)
+    assert (merged.config.num_attention_heads, merged.config.hidden_size) == (HEADS // 2, HIDDEN)
+    inputs = _inputs()
+    teacher = model(inputs, output_attentions=True, training=False).attentions[0].numpy()  # [b, 4, t, t]
+    student = merged(inputs, output_attentions=True, training=False).attentions[0].numpy()  # [b, 2, t, t]
+    keys = inputs["attention_mask"][:, None, None, :].astype(bool)
+    for head in range(HEADS // 2):
+        # softmax(s0 + s1) = exp(s0 + s1) / Z: its log differs from log softmax(s0) + log softmax(s1) by a
+        # constant over the (unmasked) keys of each query
+        with np.errstate(divide="ignore", invalid="ignore"):  # masked keys have probability 0
+            gap = np.log(student[:, head]) - np.log(teacher[:, 2 * head]) - np.log(teacher[:, 2 * head + 1])
+        gap = np.where(keys[:, 0], gap, np.nan)
+        spread = np.nanmax(gap, axis=-1) - np.nanmin(gap, axis=-1)
+        assert np.nanmax(spread) < 1e-3
+    assert not np.allclose(student[:, 0], teacher[:, 0], atol=1e-3)  # one softmax over the sum: not a copy
+    with pytest.raises(ValueError, match="3 teacher heads do not group by 2"):
+        WidthPlan(channels=tuple(range(24)), heads=((0, 1, 3),), neurons=(tuple(range(INNER)),), head_size=HEAD,
+                  teacher_heads_per_head=2)
+
+
 def _silence(model, layer, head, neurons):
     """Make one head and some neurons of a layer contribute nothing (zero value columns / output rows)."""
     dense = layer_denses(encoder_layers(model)[layer])
@@ -115,15 +138,23 @@ def test_activation_importance_ignores_padding(model):
         np.testing.assert_allclose(first[key], second[key], rtol=1e-4)
 
 
-def test_width_targets_follow_the_teachers_proportions_and_head_size(model):
+def test_width_targets_follow_the_teachers_proportions_and_whole_heads(model):
     config = model.config
     assert width_targets(config, hidden_size=16) == {"hidden_size": 16, "num_attention_heads": 2,
                                                      "intermediate_size": 32}
     assert width_targets(config, num_attention_heads=3) == {"hidden_size": 24, "num_attention_heads": 3,
                                                             "intermediate_size": 48}
-    with pytest.raises(ConfigError, match="head size 8") as caught:
+    assert width_targets(config, hidden_size=16, num_attention_heads=1) == {"hidden_size": 16, "num_attention_heads": 1,
+                                                                            "intermediate_size": 32}
+    with pytest.raises(ConfigError, match="multiple of the teacher's head size 8; got 16 / 4") as caught:
         width_targets(config, hidden_size=16, num_attention_heads=4)
     assert caught.value.flag == "--num_attention_heads"
+    with pytest.raises(ConfigError, match="multiple of the teacher's head size 8; got 24 / 2") as caught:
+        width_targets(config, hidden_size=24, num_attention_heads=2)
+    assert caught.value.flag == "--num_attention_heads"
+    with pytest.raises(ConfigError, match="must be a multiple of 8; got 12") as caught:
+        width_targets(config, hidden_size=12, num_attention_heads=2)
+    assert caught.value.flag == "--hidden_size"
     with pytest.raises(ConfigError, match="wider than the teacher's 32") as caught:
         width_targets(config, hidden_size=40)
     assert caught.value.flag == "--hidden_size"

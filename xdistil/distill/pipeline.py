@@ -132,7 +132,7 @@ def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_piece
 
     reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
     transfer = TransferSource(reader, encode_chunk, teacher=None).without_logits()
-    calibration = next(transfer.chunks(0))[1] if config.student.narrowing_sizes else None
+    calibration = next(transfer.chunks(0))[1] if config.student.may_cut_teacher_layers else None
     with distribution.strategy.scope():
         student = build_student(config.student, task, teacher, inputs.tokenizer, [], calibration)
     log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
+from xdistil.errors import ConfigError
 from xdistil.inference.predict import batch_arrays
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
                                     max_sequence_length, model_inputs, word_embedding_variable)
-from xdistil.pruning.masks import copy_with_layers
+from xdistil.pruning.masks import copy_with_layers, encoder_layers
 from xdistil.pruning.width import activation_importance, choose_width_plan, width_targets
 
 log = logging.getLogger(__name__)
@@ -25,15 +27,55 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str], c
         if student_config.remap_student_vocabulary:
             build_model(student)
             remap_vocabulary(student, load_tokenizer(student_config.pt_student_checkpoint), teacher, tokenizer)
-    elif student_config.student_layers_from_teacher is not None:
-        student = student_from_teacher_layers(teacher, student_config.student_layers_from_teacher,
-                                              student_config.narrowing_sizes, calibration)
     else:
-        student = student_from_scratch(teacher, student_config, task, labels)
+        layers, sizes = student_config.student_layers_from_teacher, student_config.narrowing_sizes
+        if layers is None:
+            layers, sizes = teacher_start(teacher, student_config)
+        if layers is None:
+            student = student_from_scratch(teacher, student_config, task, labels)
+        else:
+            student = student_from_teacher_layers(teacher, layers, sizes, calibration)
+            if student_config.compress_word_embedding:
+                log.info("word embeddings: the teacher's, reduced to the student's kept channels "
+                         "(--compress_word_embedding is what the cut already does)")
+            return student
     build_model(student)
     if student_config.compress_word_embedding:
         apply_compressed_embedding(student, teacher, student_config.compression_method)
     return student
+
+
+def evenly_spaced_layers(count: int, num_layers: int) -> list[int]:
+    """`count` of `num_layers` layers, evenly spaced and ending with the top one: 4 of 12 -> 2, 5, 8, 11."""
+    return [math.floor((i + 1) * num_layers / count + 0.5) - 1 for i in range(count)]
+
+
+def teacher_start(teacher, student_config) -> tuple[list[int] | None, dict | None]:
+    """The teacher layers and sizes a student from scratch starts from (--student_init teacher): evenly spaced
+    layers cut to the student's sizes; (None, None) for random weights, where the flag asks for them or no
+    such cut exists (the reason is logged)."""
+    if student_config.student_init != "teacher":
+        return None, None
+    config = teacher.config
+    sizes = {key: value for key, value in student_config.from_scratch_sizes.items() if value is not None}
+    layers = sizes.pop("num_hidden_layers")
+    reason = None
+    if student_config.student_architecture != "teacher" and config.model_type != student_config.student_architecture:
+        reason = f"--student_architecture {student_config.student_architecture} is not the teacher's"
+    elif layers > config.num_hidden_layers:
+        reason = f"{layers} layers are more than the teacher's {config.num_hidden_layers}"
+    else:
+        try:
+            build_model(teacher)
+            encoder_layers(teacher)
+            sizes = width_targets(config, **sizes)
+        except (ConfigError, ValueError) as error:
+            reason = str(error)
+    if reason:
+        log.warning("student from random weights, not from teacher layers: %s (--student_init random says so "
+                    "without this warning)", reason)
+        return None, None
+    return evenly_spaced_layers(layers, config.num_hidden_layers), sizes
 
 
 def keep_encoder_layers(model, kept) -> object:

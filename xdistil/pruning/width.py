@@ -6,8 +6,10 @@ Every weight of the narrow copy is a sub-matrix of the teacher's: the kept chann
 (embeddings, LayerNorms, projections, head), the kept heads' query/key/value columns and attention-output rows,
 the kept neurons' feed-forward columns and rows. LayerNorm then normalises over the kept channels only, so the
 copy starts near the teacher, not equal to it; distillation recovers the rest. The copy is a plain HF model of
-the smaller sizes (HF needs one head count and one feed-forward size for all layers, and a head keeps the
-teacher's head size, so hidden_size = heads x the teacher's head size).
+the smaller sizes (HF needs one head count and one feed-forward size for all layers). It keeps hidden_size /
+the teacher's head size teacher heads per layer; a student head wider than the teacher's is made of several
+whole teacher heads side by side, its query scaled so that its attention logits are the sum of theirs (one
+softmax over the sum instead of one per head: an approximation, which distillation then trains).
 
 Importance is measured on the teacher's activations over a few task rows, one forward pass per batch:
 a channel by the mean |value| of the embedding output and of the kept layers' outputs, a head by the mean
@@ -33,6 +35,7 @@ class WidthPlan:
     heads: tuple[tuple[int, ...], ...]
     neurons: tuple[tuple[int, ...], ...]
     head_size: int
+    teacher_heads_per_head: int = 1
 
     def __post_init__(self):
         for heads, neurons in zip(self.heads, self.neurons):
@@ -41,10 +44,13 @@ class WidthPlan:
         if len(self.heads[0]) * self.head_size != len(self.channels):
             raise ValueError(f"{len(self.heads[0])} heads of size {self.head_size} make "
                              f"{len(self.heads[0]) * self.head_size}, not the {len(self.channels)} channels kept")
+        if len(self.heads[0]) % self.teacher_heads_per_head:
+            raise ValueError(f"{len(self.heads[0])} teacher heads do not group by {self.teacher_heads_per_head}")
 
     def sizes(self) -> dict:
         """The HF config sizes of the narrow copy."""
-        return {"hidden_size": len(self.channels), "num_attention_heads": len(self.heads[0]),
+        return {"hidden_size": len(self.channels),
+                "num_attention_heads": len(self.heads[0]) // self.teacher_heads_per_head,
                 "intermediate_size": len(self.neurons[0])}
 
     def head_columns(self, layer: int) -> np.ndarray:
@@ -63,7 +69,9 @@ class WidthPlan:
         columns = self.head_columns(layer) if role in ("query", "key", "value", "attention_output") else \
             np.asarray(self.neurons[layer])
         if role in ("query", "key", "value", "intermediate"):
-            return array[channels][:, columns] if array.ndim == 2 else array[columns]
+            kept = array[channels][:, columns] if array.ndim == 2 else array[columns]
+            # q.k / sqrt(n d) over n teacher heads of size d = the sum of their logits q_i.k_i / sqrt(d)
+            return kept * np.sqrt(self.teacher_heads_per_head) if role == "query" else kept
         if role in ("attention_output", "output"):
             return array[columns][:, channels] if array.ndim == 2 else array[channels]
         raise ValueError(f"unknown weight role {role!r}")
@@ -80,10 +88,14 @@ def width_targets(teacher_config, hidden_size=None, num_attention_heads=None, in
     if hidden > teacher_hidden:
         raise ConfigError("hidden_size", f"{hidden} is wider than the teacher's {teacher_hidden}: a copy of teacher "
                                          "layers can only be narrowed")
-    if heads * head_size != hidden:
-        raise ConfigError("num_attention_heads" if num_attention_heads else "hidden_size",
-                          f"a narrowed copy of teacher layers keeps the teacher's head size {head_size}, so "
-                          f"--hidden_size must be --num_attention_heads x {head_size}; got {hidden} and {heads}")
+    if hidden % head_size:
+        raise ConfigError("hidden_size", f"a narrowed copy of teacher layers is made of whole teacher heads of size "
+                                         f"{head_size}, so --hidden_size must be a multiple of {head_size}; got "
+                                         f"{hidden}")
+    if (hidden // head_size) % heads:
+        raise ConfigError("num_attention_heads", f"each head of a narrowed copy is made of whole teacher heads, so "
+                                                 f"its size --hidden_size / --num_attention_heads must be a multiple "
+                                                 f"of the teacher's head size {head_size}; got {hidden} / {heads}")
     if inner > teacher_config.intermediate_size:
         raise ConfigError("intermediate_size", f"{inner} is larger than the teacher's "
                                                f"{teacher_config.intermediate_size}")
@@ -132,10 +144,11 @@ def _top(scores: np.ndarray, count: int) -> tuple[int, ...]:
 
 
 def choose_width_plan(importance: dict, sizes: dict) -> WidthPlan:
-    """Keep the most important channels, and in each layer the most important heads and neurons (a head keeps
-    the measured model's head size)."""
+    """Keep the most important channels, and in each layer the most important heads (hidden_size / the measured
+    model's head size of them, grouped in index order into the copy's heads) and neurons."""
     head_size = len(importance["channels"]) // np.shape(importance["heads"])[1]
+    teacher_heads = sizes["hidden_size"] // head_size
     return WidthPlan(channels=_top(importance["channels"], sizes["hidden_size"]),
-                     heads=tuple(_top(s, sizes["num_attention_heads"]) for s in importance["heads"]),
+                     heads=tuple(_top(s, teacher_heads) for s in importance["heads"]),
                      neurons=tuple(_top(s, sizes["intermediate_size"]) for s in importance["neurons"]),
-                     head_size=head_size)
+                     head_size=head_size, teacher_heads_per_head=teacher_heads // sizes["num_attention_heads"])
