@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 
-from xdistil.errors import ConfigError
+from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.inference.predict import batch_arrays
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
@@ -46,8 +45,9 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str], c
 
 
 def evenly_spaced_layers(count: int, num_layers: int) -> list[int]:
-    """`count` of `num_layers` layers, evenly spaced and ending with the top one: 4 of 12 -> 2, 5, 8, 11."""
-    return [math.floor((i + 1) * num_layers / count + 0.5) - 1 for i in range(count)]
+    """`count` of `num_layers` layers (0-based), the teacher layers of the "uniform" layer mapping, so the top one
+    is kept: 4 of 12 -> 2, 5, 8, 11."""
+    return [teacher - 1 for _, teacher in layer_mapping("uniform", count, num_layers)]
 
 
 def teacher_start(teacher, student_config) -> tuple[list[int] | None, dict | None]:
@@ -69,7 +69,7 @@ def teacher_start(teacher, student_config) -> tuple[list[int] | None, dict | Non
             build_model(teacher)
             encoder_layers(teacher)
             sizes = width_targets(config, **sizes)
-        except (ConfigError, ValueError) as error:
+        except ValueError as error:  # ConfigError for sizes that are not whole teacher heads
             reason = str(error)
     if reason:
         log.warning("student from random weights, not from teacher layers: %s (--student_init random says so "

@@ -2,14 +2,15 @@
 feed-forward neurons (Minitron: Muralidharan et al., 2024, "Compact Language Models via Pruning and Knowledge
 Distillation").
 
-Every weight of the narrow copy is a sub-matrix of the teacher's: the kept channels of every hidden-size axis
-(embeddings, LayerNorms, projections, head), the kept heads' query/key/value columns and attention-output rows,
-the kept neurons' feed-forward columns and rows. LayerNorm then normalises over the kept channels only, so the
-copy starts near the teacher, not equal to it; distillation recovers the rest. The copy is a plain HF model of
-the smaller sizes (HF needs one head count and one feed-forward size for all layers). It keeps hidden_size /
-the teacher's head size teacher heads per layer; a student head wider than the teacher's is made of several
-whole teacher heads side by side, its query scaled so that its attention logits are the sum of theirs (one
-softmax over the sum instead of one per head: an approximation, which distillation then trains).
+Every weight of the narrow copy is a sub-matrix of the teacher's (a merged head's query scaled, see below):
+the kept channels of every hidden-size axis (embeddings, LayerNorms, projections, head), the kept heads'
+query/key/value columns and attention-output rows, the kept neurons' feed-forward columns and rows.
+LayerNorm then normalises over the kept channels only, so the copy starts near the teacher, not equal to it;
+distillation recovers the rest. The copy is a plain HF model of the smaller sizes (HF needs one head count
+and one feed-forward size for all layers). It keeps hidden_size / the teacher's head size teacher heads per
+layer; a student head wider than the teacher's is made of several whole teacher heads side by side, its
+query scaled so that its attention logits are the sum of theirs (one softmax over the sum instead of one per
+head: an approximation, which distillation then trains).
 
 Importance is measured on the teacher's activations over a few task rows, one forward pass per batch:
 a channel by the mean |value| of the embedding output and of the kept layers' outputs, a head by the mean
