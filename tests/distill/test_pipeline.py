@@ -48,6 +48,8 @@ def test_ner_run_writes_the_model_directory(tmp_path, teacher_dir):
     assert saved["labels"] == ["O", "B-LOC", "B-PER", "I-LOC"] and saved["status"] == "done"
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["student"]["start"] == {"from": "random", "reason": "--student_init random",
+                                           "word_embedding": "the teacher's, svd-compressed"}
     for who in ("teacher", "student"):
         for split in ("dev", "test"):
             assert 0.0 <= on_disk[who][split]["f1"] <= 1.0
@@ -100,6 +102,7 @@ def test_a_narrowed_copy_of_teacher_layers_distils_into_a_plain_narrow_model(tmp
     assert (student.config.hidden_size, student.config.num_attention_heads, student.config.intermediate_size,
             student.config.num_hidden_layers) == (16, 2, 32, 1)
     assert metrics["student"]["parameters"] == student.count_params() < metrics["teacher"]["parameters"]
+    assert metrics["student"]["start"] == {"from": "teacher_layers", "layers": [1], "sizes": {"hidden_size": 16}}
 
 
 def test_mixed_bfloat16_run_is_finite_and_close_to_float32(tmp_path, teacher_dir):
@@ -281,6 +284,7 @@ def test_a_general_distillation_starts_task_distillations(tmp_path, teacher_dir)
         **{**FAST_RUN, "representation_epochs": 2})
     metrics = run_distillation(general)
     assert set(metrics["stages"]) == {"representation"} and metrics["general_distillation"]
+    assert metrics["student"]["start"]["layers"] == [0, 1]  # both teacher layers, cut to width 16
     losses = [epoch["train_loss"] for epoch in metrics["stages"]["representation"]["history"]]
     assert len(losses) == 2 and losses[1] < losses[0]
     encoder = TFAutoModel.from_pretrained(str(tmp_path / "general" / "model"))
@@ -293,6 +297,7 @@ def test_a_general_distillation_starts_task_distillations(tmp_path, teacher_dir)
             **{**FAST_RUN, **extra})
         result = run_distillation(config)
         assert result["student"]["parameters"] < result["teacher"]["parameters"]
+        assert result["student"]["start"]["checkpoint"] == str(tmp_path / "general" / "model")
     assert result["vocabulary"]["pieces_kept"] < result["vocabulary"]["pieces_before"]
 
 

@@ -34,8 +34,10 @@ def _config(teacher_dir, **overrides):
 
 def test_student_from_teacher_layers_copies_those_layers(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
-    student = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3)), NER, teacher, tokenizer, LABELS)
+    student, start = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3)), NER, teacher, tokenizer,
+                                   LABELS)
     assert student.config.num_hidden_layers == 2
+    assert start == {"from": "teacher_layers", "layers": [1, 3], "sizes": None}
     t = {v.name.split("/", 1)[1]: v.numpy() for v in teacher.weights}
     s = {v.name.split("/", 1)[1]: v.numpy() for v in student.weights}
     key = "bert/encoder/layer_._{}/attention/self/query/kernel:0"
@@ -58,7 +60,7 @@ def test_a_narrowed_copy_of_teacher_layers_is_a_plain_smaller_model(tmp_path, te
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16)
     assert config.narrowing_sizes == {"hidden_size": 16}
-    student = build_student(config, NER, teacher, tokenizer, LABELS, calibration=_calibration())
+    student, _ = build_student(config, NER, teacher, tokenizer, LABELS, calibration=_calibration())
     assert (student.config.hidden_size, student.config.num_attention_heads, student.config.intermediate_size,
             student.config.num_hidden_layers) == (16, 2, 32, 2)
     student.save_pretrained(tmp_path / "s")
@@ -75,7 +77,7 @@ def test_a_narrowed_copy_keeps_the_teachers_embedding_columns_even_with_compress
     tokenizer = load_tokenizer(str(teacher_dir))
     plain, compressed = (build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16,
                                                compress_word_embedding=compress), NER, teacher, tokenizer, LABELS,
-                                       calibration=_calibration()) for compress in (False, True))
+                                       calibration=_calibration())[0] for compress in (False, True))
     np.testing.assert_array_equal(word_embedding_variable(compressed).numpy(), word_embedding_variable(plain).numpy())
     svd, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")
     assert not np.allclose(word_embedding_variable(compressed).numpy(), svd, atol=1e-3)
@@ -84,20 +86,24 @@ def test_a_narrowed_copy_keeps_the_teachers_embedding_columns_even_with_compress
 def test_a_student_from_scratch_starts_from_evenly_spaced_teacher_layers_cut_to_its_sizes(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     sizes = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
-    from_scratch = build_student(_config(teacher_dir, **sizes, compress_word_embedding=True), NER, teacher, tokenizer,
-                                 LABELS, calibration=_calibration())
-    cut = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16), NER, teacher,
+    from_scratch, start = build_student(_config(teacher_dir, **sizes, compress_word_embedding=True), NER, teacher,
+                                        tokenizer, LABELS, calibration=_calibration())
+    assert start == {"from": "teacher_layers", "layers": [1, 3],
+                     "sizes": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}}
+    cut, _ = build_student(_config(teacher_dir, student_layers_from_teacher=(1, 3), hidden_size=16), NER, teacher,
                         tokenizer, LABELS, calibration=_calibration())
     assert [w.name.split("/", 1)[1] for w in from_scratch.weights] == [w.name.split("/", 1)[1] for w in cut.weights]
     for mine, theirs in zip(from_scratch.weights, cut.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     # one student head of two teacher heads; a width that is not whole teacher heads starts from random weights
-    merged = build_student(_config(teacher_dir, hidden_size=16, num_attention_heads=1, num_hidden_layers=2), NER,
+    merged, _ = build_student(_config(teacher_dir, hidden_size=16, num_attention_heads=1, num_hidden_layers=2), NER,
                            teacher, tokenizer, LABELS, calibration=_calibration())
     np.testing.assert_array_equal(word_embedding_variable(merged).numpy(), word_embedding_variable(cut).numpy())
-    random = build_student(_config(teacher_dir, hidden_size=12, num_attention_heads=2, num_hidden_layers=2,
-                                   compress_word_embedding=True), NER, teacher, tokenizer, LABELS,
-                           calibration=_calibration())
+    random, start = build_student(_config(teacher_dir, hidden_size=12, num_attention_heads=2, num_hidden_layers=2,
+                                          compress_word_embedding=True), NER, teacher, tokenizer, LABELS,
+                                  calibration=_calibration())
+    assert start["from"] == "random" and "multiple of 8" in start["reason"]
+    assert start["word_embedding"] == "the teacher's, svd-compressed"
     expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 12, "svd")
     np.testing.assert_allclose(word_embedding_variable(random).numpy(), expected, rtol=1e-6)
 
@@ -108,16 +114,19 @@ def test_a_student_from_scratch_starts_from_random_weights_where_no_cut_exists(t
     assert evenly_spaced_layers(4, 12) == [2, 5, 8, 11] and evenly_spaced_layers(6, 12) == [1, 3, 5, 7, 9, 11]
     assert evenly_spaced_layers(1, 4) == [3] and evenly_spaced_layers(4, 4) == [0, 1, 2, 3]
     sizes = {"hidden_size": 16, "num_attention_heads": 2}
-    assert teacher_start(teacher, StudentConfig(**sizes, num_hidden_layers=3)) == \
-        ([0, 2, 3], {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32})
-    assert teacher_start(teacher, StudentConfig(**sizes, num_hidden_layers=3, student_init="random")) == (None, None)
+    assert teacher_start(teacher, StudentConfig(**sizes, num_hidden_layers=3)) == {
+        "from": "teacher_layers", "layers": [0, 2, 3],
+        "sizes": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}}
+    assert teacher_start(teacher, StudentConfig(**sizes, num_hidden_layers=3, student_init="random")) == {
+        "from": "random", "reason": "--student_init random"}
     for settings, reason in [({**sizes, "num_hidden_layers": 5}, "5 layers are more than the teacher's 4"),
                              ({"hidden_size": 12, "num_attention_heads": 2, "num_hidden_layers": 2}, "multiple of 8"),
                              ({"hidden_size": 16, "num_attention_heads": 4, "num_hidden_layers": 2},
                               "multiple of the teacher's head size 8"),
                              ({**sizes, "num_hidden_layers": 2, "intermediate_size": 80}, "larger than the teacher's")]:
         caplog.clear()
-        assert teacher_start(teacher, StudentConfig(**settings)) == (None, None)
+        start = teacher_start(teacher, StudentConfig(**settings))
+        assert start["from"] == "random" and reason in start["reason"]
         assert reason in caplog.text and "student from random weights" in caplog.text
 
 
@@ -137,7 +146,9 @@ def test_student_from_teacher_layers_rejects_bad_indices(teacher_dir, teacher):
 def test_a_pretrained_student_keeps_only_the_given_layers(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, pt_student_checkpoint=str(teacher_dir), pt_student_layers=(0, 3))
-    student = build_student(config, NER, teacher, tokenizer, LABELS)
+    student, start = build_student(config, NER, teacher, tokenizer, LABELS)
+    assert start == {"from": "checkpoint", "checkpoint": str(teacher_dir), "layers": [0, 3],
+                     "vocabulary_remapped": False}
     assert student.config.num_hidden_layers == 2 and student.config.id2label == dict(enumerate(LABELS))
     t = {v.name.split("/", 1)[1]: v.numpy() for v in teacher.weights}
     s = {v.name.split("/", 1)[1]: v.numpy() for v in student.weights}
@@ -157,7 +168,9 @@ def test_student_from_scratch_with_compressed_embeddings(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=24, compress_word_embedding=True, student_init="random")
-    student = build_student(config, NER, teacher, tokenizer, LABELS)
+    student, start = build_student(config, NER, teacher, tokenizer, LABELS)
+    assert start == {"from": "random", "reason": "--student_init random",
+                     "word_embedding": "the teacher's, svd-compressed"}
     assert (student.config.hidden_size, student.config.num_hidden_layers) == (16, 1)
     expected, _ = compress_embedding(word_embedding_variable(teacher).numpy(), 16, "svd")
     np.testing.assert_allclose(word_embedding_variable(student).numpy(), expected, rtol=1e-6)
@@ -181,7 +194,7 @@ def test_pretrained_student_with_other_vocabulary_is_refused(tmp_path, teacher_d
     with pytest.raises(CheckpointError, match="different vocabulary"):
         check_vocabulary_matches(str(other), 10_000, tokenizer)
     config = _config(teacher_dir, pt_student_checkpoint=str(other), compress_word_embedding=True)
-    student = build_student(config, NER, teacher, tokenizer, LABELS)
+    student, _ = build_student(config, NER, teacher, tokenizer, LABELS)
     assert word_embedding_variable(student).shape == (teacher.config.vocab_size, 16)
 
 

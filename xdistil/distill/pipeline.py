@@ -134,14 +134,14 @@ def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_piece
     transfer = TransferSource(reader, encode_chunk, teacher=None).without_logits()
     calibration = next(transfer.chunks(0))[1] if config.student.may_cut_teacher_layers else None
     with distribution.strategy.scope():
-        student = build_student(config.student, task, teacher, inputs.tokenizer, [], calibration)
+        student, start = build_student(config.student, task, teacher, inputs.tokenizer, [], calibration)
     log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
     groups = unfreezing_groups(student, [word_embedding_variable(student)] if config.student.freeze_word_embedding
                                else [])
     stage = representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)
     return student, {"metric": None, "general_distillation": True, "stages": {"representation": trainer.run(stage)},
                      "teacher": {"source": checkpoint, "parameters": int(teacher.count_params())},
-                     "student": {"parameters": int(student.count_params())}}
+                     "student": {"parameters": int(student.count_params()), "start": start}}
 
 
 def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distribution, trainer,
@@ -161,8 +161,8 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
     metrics["trivial_baseline"] = check_teacher_learned(config, task, data, metrics["teacher"]["dev"])
 
     with distribution.strategy.scope():
-        student = build_student(config.student, task, teacher, inputs.tokenizer, data.labels,
-                                calibration=data.train.features)
+        student, start = build_student(config.student, task, teacher, inputs.tokenizer, data.labels,
+                                       calibration=data.train.features)
     log.info("student: %d layers, hidden %d, %d heads, %.1fM parameters", student.config.num_hidden_layers,
              student.config.hidden_size, student.config.num_attention_heads, student.count_params() / 1e6)
     transfer = _transfer_source(config, inputs, data, teacher, teacher_source, distribution, callbacks)
@@ -174,6 +174,7 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
         metrics["teacher"]["test"] = teacher_scores.get("test", lambda: teacher_eval(data.test))
         metrics["student"]["test"] = student_eval(data.test)
     metrics["student"]["parameters"] = int(student.count_params())
+    metrics["student"]["start"] = start
     metrics["teacher"]["parameters"] = int(teacher.count_params())
     log.info("teacher dev %.4f | student dev %.4f%s", metrics["teacher"]["dev"][task.metric],
              metrics["student"]["dev"][task.metric],

@@ -17,31 +17,37 @@ log = logging.getLogger(__name__)
 
 
 def build_student(student_config, task, teacher, tokenizer, labels: list[str], calibration=None):
-    """Create the student task model a StudentConfig describes, built and ready. `calibration` (Features)
-    holds the rows a narrowed copy of teacher layers measures the teacher's activations on."""
+    """Create the student task model a StudentConfig describes, built and ready, and how it started (for
+    metrics.json: from a checkpoint, from which teacher layers, or from random weights and why). `calibration`
+    (Features) holds the rows a narrowed copy of teacher layers measures the teacher's activations on."""
     if student_config.pt_student_checkpoint:
+        kept = student_config.pt_student_layers
         student = load_task_model(student_config.pt_student_checkpoint, task, labels)
-        if student_config.pt_student_layers is not None:
-            student = keep_encoder_layers(student, student_config.pt_student_layers)
+        if kept is not None:
+            student = keep_encoder_layers(student, kept)
         if student_config.remap_student_vocabulary:
             build_model(student)
             remap_vocabulary(student, load_tokenizer(student_config.pt_student_checkpoint), teacher, tokenizer)
+        start = {"from": "checkpoint", "checkpoint": student_config.pt_student_checkpoint,
+                 "layers": None if kept is None else list(kept),
+                 "vocabulary_remapped": student_config.remap_student_vocabulary}
     else:
         layers, sizes = student_config.student_layers_from_teacher, student_config.narrowing_sizes
-        if layers is None:
-            layers, sizes = teacher_start(teacher, student_config)
-        if layers is None:
+        start = (teacher_start(teacher, student_config) if layers is None
+                 else {"from": "teacher_layers", "layers": list(layers), "sizes": sizes})
+        if start["from"] == "random":
             student = student_from_scratch(teacher, student_config, task, labels)
         else:
-            student = student_from_teacher_layers(teacher, layers, sizes, calibration)
+            student = student_from_teacher_layers(teacher, start["layers"], start["sizes"], calibration)
             if student_config.compress_word_embedding:
                 log.info("word embeddings: the teacher's, reduced to the student's kept channels "
                          "(--compress_word_embedding is what the cut already does)")
-            return student
+            return student, start
     build_model(student)
     if student_config.compress_word_embedding:
         apply_compressed_embedding(student, teacher, student_config.compression_method)
-    return student
+        start["word_embedding"] = f"the teacher's, {student_config.compression_method}-compressed"
+    return student, start
 
 
 def evenly_spaced_layers(count: int, num_layers: int) -> list[int]:
@@ -50,12 +56,12 @@ def evenly_spaced_layers(count: int, num_layers: int) -> list[int]:
     return [teacher - 1 for _, teacher in layer_mapping("uniform", count, num_layers)]
 
 
-def teacher_start(teacher, student_config) -> tuple[list[int] | None, dict | None]:
-    """The teacher layers and sizes a student from scratch starts from (--student_init teacher): evenly spaced
-    layers cut to the student's sizes; (None, None) for random weights, where the flag asks for them or no
-    such cut exists (the reason is logged)."""
+def teacher_start(teacher, student_config) -> dict:
+    """How a student from scratch starts: with --student_init teacher, from evenly spaced teacher layers cut to
+    its sizes ({"from": "teacher_layers", "layers", "sizes"}); from random weights ({"from": "random",
+    "reason"}) where the flag asks for them or no such cut exists (the reason is then logged as a warning)."""
     if student_config.student_init != "teacher":
-        return None, None
+        return {"from": "random", "reason": "--student_init random"}
     config = teacher.config
     sizes = {key: value for key, value in student_config.from_scratch_sizes.items() if value is not None}
     layers = sizes.pop("num_hidden_layers")
@@ -74,8 +80,9 @@ def teacher_start(teacher, student_config) -> tuple[list[int] | None, dict | Non
     if reason:
         log.warning("student from random weights, not from teacher layers: %s (--student_init random says so "
                     "without this warning)", reason)
-        return None, None
-    return evenly_spaced_layers(layers, config.num_hidden_layers), sizes
+        return {"from": "random", "reason": reason}
+    return {"from": "teacher_layers", "layers": evenly_spaced_layers(layers, config.num_hidden_layers),
+            "sizes": sizes}
 
 
 def keep_encoder_layers(model, kept) -> object:
