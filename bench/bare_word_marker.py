@@ -7,10 +7,10 @@ as a bare "▁" + the character. --bare_word_marker drop leaves the bare piece o
 character, sequences keep their length); keep keeps it (the label sits on the "▁"). Compared: first the
 tokenization cost of each (sub-tokens per train and dev sentence, and rows once sentences longer than --seq_len
 are windowed; no training), then (--fine_tune) the same teacher fine-tuning once per policy, its dev entity F1
-and time. Each such run is a real run_xtreme_distil.py (its student stage a token one: a 1-layer student, one
-fine-tuning epoch) on a copy of the task folder without test.tsv (only dev is compared). The teacher needs a
-few thousand sentences before it tags anything on pd98 (after 1,000 it still predicts only "O"), so that part
-takes hours on two cores. Writes bench/results/<name>.json.
+and time (--parallel: both at once). Each such run is a real run_xtreme_distil.py (its student stage a token
+one: a 1-layer student, one fine-tuning epoch) on a copy of the task folder without test.tsv (only dev is
+compared). The teacher needs a few thousand sentences before it tags anything on pd98 (after 1,000 it still
+predicts only "O"), so that part takes hours on two cores. Writes bench/results/<name>.json.
 """
 import sys
 from pathlib import Path
@@ -21,6 +21,7 @@ import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from absl import app, flags, logging
 
@@ -40,6 +41,8 @@ def define_flags():
     flags.DEFINE_bool("fine_tune", True, "Also fine-tune the teacher once per policy (else only the tokenization "
                                          "cost, which needs no training, is measured).")
     flags.DEFINE_integer("seq_len", 128, "--seq_len.")
+    flags.DEFINE_bool("parallel", False, "Fine-tune the two policies side by side (one process each) instead of "
+                                         "one after the other.")
     flags.DEFINE_string("work_dir", "/tmp/xdistil_bare_word_marker", "Scratch folder for the model dirs.")
     flags.DEFINE_string("name", "bare_word_marker", "Results name: bench/results/<name>.json.")
 
@@ -115,9 +118,11 @@ def main(argv):
     runs = {}
     if FLAGS.fine_tune:
         task = dev_only_task(Path(FLAGS.work_dir))
-        runs = {policy: run_policy(policy, task) for policy in policies}
+        with ThreadPoolExecutor(max_workers=len(policies) if FLAGS.parallel else 1) as pool:
+            runs = dict(zip(policies, pool.map(lambda policy: run_policy(policy, task), policies)))
     settings = {name: FLAGS[name].value for name in ("task", "teacher", "max_train_examples", "teacher_epochs",
-                                                     "teacher_learning_rate", "seq_len", "batch_size", "fine_tune")}
+                                                     "teacher_learning_rate", "seq_len", "batch_size", "fine_tune",
+                                                     "parallel")}
     path = write_result(RESULTS_DIR / f"{FLAGS.name}.json", {"settings": settings, "tokenization": cost,
                                                             "runs": runs,
                                                             "load_average_before_after": [load, load_average()]})
