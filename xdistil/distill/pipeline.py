@@ -40,7 +40,7 @@ from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
 from xdistil.model_dir import claim_run_directory, clear_run_directory
 from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
-from xdistil.models.student import build_student
+from xdistil.models.student import CALIBRATION_ROWS, build_student
 from xdistil.models.vocab_trimming import trim_model_vocab
 from xdistil.preflight import DistillationInputs, check_distillation
 from xdistil.task_data import Evaluator, TaskData, encode_task_data
@@ -132,7 +132,8 @@ def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_piece
 
     reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
     transfer = TransferSource(reader, encode_chunk, teacher=None).without_logits()
-    calibration = next(transfer.chunks(0))[1] if config.student.may_cut_teacher_layers else None
+    calibration = (encode_chunk(next(reader.chunks(0))[1][:CALIBRATION_ROWS])  # the rows a cut ranks units on
+                   if config.student.may_cut_teacher_layers else None)
     with distribution.strategy.scope():
         student, start = build_student(config.student, task, teacher, inputs.tokenizer, [], calibration)
     log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
