@@ -44,7 +44,8 @@ def _config(inputs, tmp_path, **settings):
      "nothing would be distilled"),
     ({"strategy": "tpu"}, "--tpu", "needs --tpu"),
     ({"student_layers_from_teacher": (1, 1)}, "--student_layers_from_teacher", "increasing distinct"),
-    ({"student_architecture": "bert"}, "--student_architecture", "sets a student from scratch"),
+    ({"student_architecture": "bert", "student_layers_from_teacher": None, "pt_student_checkpoint": "x"},
+     "--student_architecture", "sets a student from scratch"),
     ({"num_hidden_layers": 2}, "--num_hidden_layers", "sets a student from scratch"),
     ({"teacher_trainable_layers": 0}, "--teacher_trainable_layers", "at least 1"),
     ({"pt_student_layers": (0,)}, "--pt_student_layers", "keeps layers of a --pt_student_checkpoint"),
@@ -72,6 +73,24 @@ def test_inputs_are_checked_against_the_models_configs(inputs, tmp_path, setting
     with pytest.raises(ConfigError, match=message) as caught:
         check_distillation(_config(inputs, tmp_path, **settings))
     assert caught.value.flag == flag
+
+
+@pytest.mark.parametrize("teacher, settings, message", [
+    ("xlm-roberta", {"student_architecture": "bert"}, "a xlm-roberta teacher's layers cannot be copied into a BERT"),
+    ("mpnet", {"hidden_size": 16}, "a narrowed copy of a mpnet teacher's layers is a BERT: give "
+                                   "--student_architecture bert"),
+])
+def test_a_copy_of_teacher_layers_needs_an_architecture_it_can_be_cut_into(inputs, tmp_path, teacher, settings,
+                                                                            message):
+    from conftest import write_tiny_mpnet
+    from tiny_models import write_tiny_xlmr
+
+    teacher_dir = (write_tiny_mpnet if teacher == "mpnet" else write_tiny_xlmr)(tmp_path / teacher)
+    with pytest.raises(ConfigError, match=message) as caught:
+        check_distillation(_config(inputs, tmp_path, pt_teacher_checkpoint=str(teacher_dir), **settings))
+    assert caught.value.flag == "--student_architecture"
+    check_distillation(_config(inputs, tmp_path, pt_teacher_checkpoint=str(write_tiny_mpnet(tmp_path / "ok")),
+                               student_architecture="bert", hidden_size=16))
 
 
 def test_an_empty_teacher_directory_is_named(inputs, tmp_path):

@@ -190,8 +190,10 @@ class StudentConfig(Section):
                                                   "With --student_layers_from_teacher: the most active neurons kept per "
                                                   "layer (default: the teacher's, scaled with the width).", minimum=1)
     student_architecture: str = setting(
-        "teacher", "Student from scratch: the teacher's architecture, or BERT (plain absolute positions, which the "
-                   "fused int8 ONNX export serves fastest; for an MPNet, XLM-R or other teacher).",
+        "teacher", "Student from scratch or from teacher layers: the teacher's architecture, or BERT (plain "
+                   "absolute positions, which the fused int8 ONNX export serves fastest; for an MPNet, XLM-R or other "
+                   "teacher). An MPNet teacher's layers are cut into a BERT through a BERT copy of the teacher "
+                   "without its relative position bias.",
         choices=STUDENT_ARCHITECTURES)
     student_layers_from_teacher: tuple[int, ...] | None = setting(
         None, "Student from teacher layers, 0-based: 0,4,8,11.")
@@ -249,7 +251,7 @@ class StudentConfig(Section):
         given = [name for name, value in sizes.items() if value is not None] + \
                 (["student_architecture"] if self.student_architecture != "teacher" else [])
         if self.student_layers_from_teacher is not None:
-            given = [name for name in given if name in ("num_hidden_layers", "student_architecture")]
+            given = [name for name in given if name == "num_hidden_layers"]
         if not self.from_scratch and given:
             raise ConfigError(given[0], "sets a student from scratch, which --pt_student_checkpoint and "
                                         "--student_layers_from_teacher exclude")

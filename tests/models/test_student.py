@@ -248,3 +248,32 @@ def test_a_pretrained_student_takes_a_sentencepiece_teachers_vocabulary(tmp_path
     for teacher_id, student_id in shared.items():
         np.testing.assert_array_equal(after[teacher_id], before[student_id])
     assert np.isfinite(after).all() and 0.0 <= report["map_r2"] <= 1.0
+
+
+def test_a_bert_student_is_cut_from_an_mpnet_teachers_layers(tmp_path):
+    from conftest import write_tiny_mpnet
+
+    mpnet_dir = write_tiny_mpnet(tmp_path / "mpnet", hidden_size=32, num_layers=4, num_heads=4)
+    classification, labels = get_task("classification"), ["neg", "pos"]
+    teacher = load_task_model(str(mpnet_dir), classification, labels)
+    tokenizer = load_tokenizer(str(mpnet_dir))
+    sizes = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
+    student, start = build_student(StudentConfig(**sizes, student_architecture="bert"), classification, teacher,
+                                   tokenizer, labels, calibration=_calibration())
+    assert start == {"from": "teacher_layers", "layers": [1, 3], "converted_from": "mpnet",
+                     "sizes": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}}
+    assert student.config.model_type == "bert" and student.config.num_hidden_layers == 2
+    _, random_start = build_student(StudentConfig(**sizes), classification, teacher, tokenizer, labels,
+                                    calibration=_calibration())
+    assert random_start["from"] == "random" and "BERT-family" in random_start["reason"]
+
+    # every layer at full width: the teacher itself, but for the relative position bias the BERT copy drops
+    for weight in teacher.weights:
+        if "relative_attention_bias" in weight.name:
+            weight.assign(np.zeros(weight.shape, np.float32))
+    whole, start = build_student(StudentConfig(student_layers_from_teacher=(0, 1, 2, 3), student_architecture="bert"),
+                                 classification, teacher, tokenizer, labels)
+    assert start["converted_from"] == "mpnet" and whole.config.model_type == "bert"
+    ids = _calibration(rows=3).input_ids
+    np.testing.assert_allclose(whole(input_ids=ids, training=False).logits.numpy(),
+                               teacher(input_ids=ids, training=False).logits.numpy(), atol=1e-5)

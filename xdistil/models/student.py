@@ -7,9 +7,10 @@ import numpy as np
 
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.inference.predict import batch_arrays
+from xdistil.models.bert_conversion import CONVERTIBLE, as_bert, bert_config_like
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
-                                    max_sequence_length, model_inputs, word_embedding_variable)
+                                    model_inputs, word_embedding_variable)
 from xdistil.pruning.masks import copy_with_layers, encoder_layers
 from xdistil.pruning.width import activation_importance, choose_width_plan, width_targets
 
@@ -38,7 +39,10 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str], c
         if start["from"] == "random":
             student = student_from_scratch(teacher, student_config, task, labels)
         else:
-            student = student_from_teacher_layers(teacher, start["layers"], start["sizes"], calibration)
+            student = student_from_teacher_layers(teacher, start["layers"], start["sizes"], calibration,
+                                                  student_config.student_architecture)
+            if student.config.model_type != teacher.config.model_type:
+                start["converted_from"] = teacher.config.model_type  # cut from the teacher's BERT copy
             if student_config.compress_word_embedding:
                 log.info("word embeddings: the teacher's, reduced to the student's kept channels "
                          "(--compress_word_embedding is what the cut already does)")
@@ -65,15 +69,19 @@ def teacher_start(teacher, student_config) -> dict:
     config = teacher.config
     sizes = {key: value for key, value in student_config.from_scratch_sizes.items() if value is not None}
     layers = sizes.pop("num_hidden_layers")
+    architecture = student_config.student_architecture
+    converted = architecture == "bert" and config.model_type in CONVERTIBLE
     reason = None
-    if student_config.student_architecture != "teacher" and config.model_type != student_config.student_architecture:
-        reason = f"--student_architecture {student_config.student_architecture} is not the teacher's"
+    if architecture != "teacher" and config.model_type != architecture and not converted:
+        reason = f"--student_architecture {architecture} is not the teacher's, and a {config.model_type} has no " \
+                 f"{architecture} copy"
     elif layers > config.num_hidden_layers:
         reason = f"{layers} layers are more than the teacher's {config.num_hidden_layers}"
     else:
         try:
             build_model(teacher)
-            encoder_layers(teacher)
+            if not converted:
+                encoder_layers(teacher)
             sizes = width_targets(config, **sizes)
         except ValueError as error:  # ConfigError for sizes that are not whole teacher heads
             reason = str(error)
@@ -116,26 +124,19 @@ def student_from_scratch(teacher, student_config, task, labels):
     return task.model_class().from_config(config)
 
 
-def bert_config_like(teacher_config, **settings):
-    """A BertConfig that reads the teacher's tokenizer output: its vocabulary size and padding id, as many
-    positions as the teacher serves, token types only where the teacher has them, its activation."""
-    from transformers import BertConfig
-
-    return BertConfig(vocab_size=teacher_config.vocab_size, pad_token_id=teacher_config.pad_token_id,
-                      max_position_embeddings=max_sequence_length(teacher_config) or 512,
-                      type_vocab_size=getattr(teacher_config, "type_vocab_size", 1),
-                      hidden_act=teacher_config.hidden_act, layer_norm_eps=teacher_config.layer_norm_eps,
-                      hidden_dropout_prob=teacher_config.hidden_dropout_prob,
-                      attention_probs_dropout_prob=teacher_config.attention_probs_dropout_prob, **settings)
-
-
-def student_from_teacher_layers(teacher, layers, narrowing_sizes=None, calibration=None):
+def student_from_teacher_layers(teacher, layers, narrowing_sizes=None, calibration=None, architecture="teacher"):
     """A student whose encoder layers are copies of the given (0-based) teacher layers, in order, under copies
     of the teacher's embeddings and head (the teacher is the task model: it has the task's labels). With
     `narrowing_sizes` (the --hidden_size/--num_attention_heads/--intermediate_size given) the copy is
-    narrower: it keeps the channels, heads and neurons most active on the `calibration` rows."""
+    narrower: it keeps the channels, heads and neurons most active on the `calibration` rows. With
+    `architecture` "bert" a teacher of another architecture is copied through its BERT copy (`as_bert`), which
+    is also what its units are ranked on."""
     layers = checked_layers("--student_layers_from_teacher", layers, teacher.config.num_hidden_layers)
     build_model(teacher)
+    if architecture == "bert" and teacher.config.model_type != "bert":
+        log.info("student cut from a BERT copy of the %s teacher (xdistil.models.bert_conversion: MPNet's relative "
+                 "position bias dropped)", teacher.config.model_type)
+        teacher = as_bert(teacher)
     if not narrowing_sizes:
         log.info("student from teacher layers %s", layers)
         return copy_with_layers(teacher, layers)
