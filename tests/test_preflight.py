@@ -36,7 +36,7 @@ def _config(inputs, tmp_path, **settings):
     ({"logit_loss": "kl", "temperature": 0.0}, "--temperature", "above 0"),
     ({"distil_chunk_size": 0}, "--distil_chunk_size", "at least 1"),
     ({"checkpoint_every_steps": 0}, "--checkpoint_every_steps", "at least 1"),
-    ({"layer_mapping": "bogus"}, "--layer_mapping", "top, uniform, last or teacher layer numbers"),
+    ({"layer_mapping": "bogus"}, "--layer_mapping", "auto, top, uniform, last or teacher layer numbers"),
     ({"student_layers_from_teacher": None, "hidden_size": 30, "num_attention_heads": 4, "num_hidden_layers": 2},
      "--hidden_size", "not a multiple of --num_attention_heads 4"),
     ({"warmup_ratio": 1.0}, "--warmup_ratio", "below 1.0"),

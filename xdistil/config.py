@@ -31,7 +31,7 @@ COMPRESSION_METHODS = ("svd", "pca")
 STUDENT_ARCHITECTURES = ("teacher", "bert")
 STUDENT_INITS = ("teacher", "random")
 DISTILLATION_LOSSES = ("mse", "kl")
-NAMED_LAYER_MAPPINGS = ("top", "uniform", "last")
+NAMED_LAYER_MAPPINGS = ("auto", "top", "uniform", "last")
 
 
 def setting(default, help: str, *, choices=None, minimum=None, maximum=None, above=None, below=None,
@@ -277,7 +277,9 @@ class DistillationConfig(Section):
 
     distil_multi_hidden_states: bool = setting(False, "Stage 1 distils several hidden states (else the last).")
     distil_attention: bool = setting(False, "Stage 1 also distils self-attention probabilities.")
-    layer_mapping: str = setting("top", "top | uniform | last | teacher layers '2,4,6' (1-based blocks).")
+    layer_mapping: str = setting("auto", "Stage 1, which teacher layer each student layer learns from: auto (a student "
+                                         "cut from teacher layers: the layers it was cut from; any other: top) | top "
+                                         "| uniform | last | teacher layers '2,4,6' (1-based blocks).")
     attention_loss: str = setting("mse", "Attention loss (kl as MiniLM).", choices=DISTILLATION_LOSSES)
     logit_loss: str = setting("mse", "Logit loss (kl scaled by T^2).", choices=DISTILLATION_LOSSES)
     temperature: float = setting(1.0, "Temperature of the KL logit loss.", above=0.0)

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from xdistil.data.transfer import ExamplesChunkReader, TransferChunkReader, transfer_paths
-from xdistil.distill.layer_mapping import layer_mapping
+from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.errors import ConfigError, InputFileError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, small_file_fingerprint
 from xdistil.models.bert_conversion import CONVERTIBLE
@@ -84,7 +84,8 @@ def check_distillation(config) -> DistillationInputs:
     if data.trim_vocabulary:
         _check_trimmable(config, tokenizer)
     if config.distillation.representation_epochs:
-        spec = config.distillation.layer_mapping if config.distillation.distil_multi_hidden_states else "last"
+        spec = resolve_auto(config.distillation.layer_mapping, config.student.student_layers_from_teacher) \
+            if config.distillation.distil_multi_hidden_states else "last"
         try:
             layer_mapping(spec, student_layers, teacher_config.num_hidden_layers)
         except ValueError as error:

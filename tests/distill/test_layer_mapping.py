@@ -1,7 +1,7 @@
 """Student -> teacher layer mappings."""
 import pytest
 
-from xdistil.distill.layer_mapping import layer_mapping
+from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 
 
 def test_top_matches_top_layers():
@@ -69,3 +69,10 @@ def test_student_deeper_than_teacher_is_rejected(spec):
 def test_bad_layer_counts(s, t):
     with pytest.raises(ValueError, match="positive integers"):
         layer_mapping("top", s, t)
+
+
+def test_auto_follows_the_layers_a_student_was_cut_from():
+    assert resolve_auto("auto", [1, 3]) == "2,4"  # 0-based cut layers, 1-based blocks
+    assert layer_mapping(resolve_auto("AUTO", [0, 2, 4]), 3, 6) == [(1, 1), (2, 3), (3, 5)]
+    assert resolve_auto("auto", None) == "top"  # a student not cut from teacher layers
+    assert resolve_auto("uniform", [1, 3]) == "uniform"  # an explicit choice stays

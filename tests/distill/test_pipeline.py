@@ -91,18 +91,21 @@ def test_text_tasks_with_student_from_teacher_layers(tmp_path, teacher_dir, kind
     assert set(metrics["stages"]) == {"logit", "finetune"}  # 0 representation epochs: the stage is skipped
 
 
-def test_a_narrowed_copy_of_teacher_layers_distils_into_a_plain_narrow_model(tmp_path, teacher_dir):
+def test_a_narrowed_copy_of_teacher_layers_distils_into_a_plain_narrow_model(tmp_path, teacher_dir, caplog):
     from transformers import TFBertForTokenClassification
 
-    config = _config(tmp_path, teacher_dir, "ner", student_layers_from_teacher=(1,), hidden_size=16,
+    config = _config(tmp_path, teacher_dir, "ner", student_layers_from_teacher=(0,), hidden_size=16,
                      trim_vocabulary=True, distil_multi_hidden_states=True, distil_attention=True)
-    metrics = run_distillation(config)
+    with caplog.at_level("INFO", logger="xdistil.distill.pipeline"):
+        metrics = run_distillation(config)
+    # stage 1 distils the copy's layer from the teacher layer it was cut from (the default --layer_mapping auto)
+    assert "layer mapping (student, teacher): [(1, 1)]" in caplog.text
     assert set(metrics["stages"]) == {"representation", "logit", "finetune"}
     student = TFBertForTokenClassification.from_pretrained(str(tmp_path / "out" / "model"))
     assert (student.config.hidden_size, student.config.num_attention_heads, student.config.intermediate_size,
             student.config.num_hidden_layers) == (16, 2, 32, 1)
     assert metrics["student"]["parameters"] == student.count_params() < metrics["teacher"]["parameters"]
-    assert metrics["student"]["start"] == {"from": "teacher_layers", "layers": [1], "sizes": {"hidden_size": 16}}
+    assert metrics["student"]["start"] == {"from": "teacher_layers", "layers": [0], "sizes": {"hidden_size": 16}}
 
 
 def test_mixed_bfloat16_run_is_finite_and_close_to_float32(tmp_path, teacher_dir):

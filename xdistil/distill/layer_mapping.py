@@ -61,3 +61,11 @@ def _parse_explicit(spec: str, s: int, t: int) -> list[int]:
     if any(b <= a for a, b in zip(layers, layers[1:])):
         raise ValueError(f"layer mapping {spec!r}: teacher layers must be strictly increasing")
     return layers
+
+
+def resolve_auto(spec: str, cut_from) -> str:
+    """`spec` with "auto" resolved: the teacher layers a student cut from teacher layers was copied from
+    (`cut_from`, 0-based; its own layers start near those), else "top"."""
+    if spec.strip().lower() != "auto":
+        return spec
+    return ",".join(str(layer + 1) for layer in cut_from) if cut_from else "top"

@@ -26,7 +26,7 @@ from xdistil.config import RESUMABLE_SETTINGS, SECTIONS, DistilConfig, save_run_
 from xdistil.data.augmentation import (AugmentedChunkReader, AugmentOptions, WordNeighbours, augmentation_fingerprint,
                                        seen_piece_ids)
 from xdistil.distill.distribution import Distribution
-from xdistil.distill.layer_mapping import layer_mapping
+from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
 from xdistil.distill.teacher_cache import TeacherLogitCache, teacher_logit_key
@@ -139,7 +139,8 @@ def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_piece
     log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
     groups = unfreezing_groups(student, [word_embedding_variable(student)] if config.student.freeze_word_embedding
                                else [])
-    stage = representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)
+    stage = representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups,
+                                 cut_from(start))
     return student, {"metric": None, "general_distillation": True, "stages": {"representation": trainer.run(stage)},
                      "teacher": {"source": checkpoint, "parameters": int(teacher.count_params())},
                      "student": {"parameters": int(student.count_params()), "start": start}}
@@ -167,7 +168,8 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
     log.info("student: %d layers, hidden %d, %d heads, %.1fM parameters", student.config.num_hidden_layers,
              student.config.hidden_size, student.config.num_attention_heads, student.count_params() / 1e6)
     transfer = _transfer_source(config, inputs, data, teacher, teacher_source, distribution, callbacks)
-    metrics["stages"] = run_stages(config, task, data, teacher, student, transfer, trainer, distribution)
+    metrics["stages"] = run_stages(config, task, data, teacher, student, transfer, trainer, distribution,
+                                   cut_from(start))
 
     student_eval = Evaluator(student, task, data.labels, config.trainer.eval_batch_size)
     metrics["student"] = {"dev": student_eval(data.dev)}
@@ -299,15 +301,17 @@ def augmented_reader(reader, teacher, tokenizer, settings, seed: int):
 
 
 def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, transfer: TransferSource,
-               trainer: StageTrainer, distribution) -> dict:
-    """Stages 1-3 in order; a finished stage is skipped (its final weights carried into the next)."""
+               trainer: StageTrainer, distribution, student_cut_from=None) -> dict:
+    """Stages 1-3 in order; a finished stage is skipped (its final weights carried into the next).
+    `student_cut_from`: the teacher layers (0-based) the student was cut from, if it was."""
     frozen = [word_embedding_variable(student)] if config.student.freeze_word_embedding else []
     groups = unfreezing_groups(student, frozen)
     student_eval = Evaluator(student, task, data.labels, config.trainer.eval_batch_size)
     settings = config.distillation
     stage_factories = [
         ("representation", settings.representation_epochs,
-         lambda: representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups)),
+         lambda: representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups,
+                                      student_cut_from)),
         ("logit", settings.logit_epochs, lambda: Stage(
             name="logit", model=student, groups=groups, gradual=True, source=transfer, task=task,
             compute_loss=logit_distillation_loss(student, task, settings.logit_loss, settings.temperature),
@@ -350,10 +354,17 @@ def write_model_directory(config: DistilConfig, inputs: DistillationInputs, stud
     save_run_config(model_dir, {**run_record(config, inputs, "done"), "teacher_source": metrics["teacher"]["source"]})
 
 
-def representation_stage(config, task, teacher, student, transfer, strategy, groups) -> Stage:
-    """Stage 1: every unfrozen student variable (the union of `groups`) trains from the start."""
+def cut_from(start: dict):
+    """The teacher layers (0-based) a student was cut from, by its `build_student` start; None if it was not."""
+    return start["layers"] if start["from"] == "teacher_layers" else None
+
+
+def representation_stage(config, task, teacher, student, transfer, strategy, groups, student_cut_from=None) -> Stage:
+    """Stage 1: every unfrozen student variable (the union of `groups`) trains from the start. The layer mapping's
+    "auto" follows `student_cut_from` (`resolve_auto`)."""
     settings = config.distillation
-    mapping_spec = settings.layer_mapping if settings.distil_multi_hidden_states else "last"
+    mapping_spec = resolve_auto(settings.layer_mapping, student_cut_from) if settings.distil_multi_hidden_states \
+        else "last"
     mapping = layer_mapping(mapping_spec, student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     if settings.distil_attention and teacher.config.num_attention_heads != student.config.num_attention_heads:
         log.warning("attention distillation with %d student vs %d teacher heads: comparing head-averaged "
