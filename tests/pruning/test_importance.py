@@ -50,9 +50,12 @@ def test_head_score_is_the_summed_absolute_derivative_by_the_head_scale(tmp_path
     model = _model(tmp_path)
     loss = cross_entropy_loss(model)
     batches = list(_batches(count=2))
-    heads, _ = unit_importance(model, batches, loss, HEADS)
     kernel = layer_denses(model.bert.encoder.layer[0])["attention_output"].kernel
     rows, eps = slice(1 * HEAD_SIZE, 2 * HEAD_SIZE), 1e-2
+    # a loud head: its loss differences far above float32 rounding of the loss (at this tiny model's scale they
+    # were a few dozen ulps, and finite differences moved by 5% with the CPU's kernels)
+    _scale_rows(kernel, rows, 20.0)
+    heads, _ = unit_importance(model, batches, loss, HEADS)
     derivatives = []
     for batch in batches:
         values = []
