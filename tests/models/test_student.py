@@ -265,7 +265,7 @@ def test_a_bert_student_is_cut_from_an_mpnet_teachers_layers(tmp_path):
     assert student.config.model_type == "bert" and student.config.num_hidden_layers == 2
     _, random_start = build_student(StudentConfig(**sizes), classification, teacher, tokenizer, labels,
                                     calibration=_calibration())
-    assert random_start["from"] == "random" and "BERT-family" in random_start["reason"]
+    assert random_start["from"] == "random" and "give --student_architecture bert" in random_start["reason"]
 
     # every layer at full width: the teacher itself, but for the relative position bias the BERT copy drops
     for weight in teacher.weights:

@@ -75,6 +75,8 @@ def teacher_start(teacher, student_config) -> dict:
     if architecture != "teacher" and config.model_type != architecture and not converted:
         reason = f"--student_architecture {architecture} is not the teacher's, and a {config.model_type} has no " \
                  f"{architecture} copy"
+    elif architecture == "teacher" and config.model_type in CONVERTIBLE:
+        reason = f"a {config.model_type} teacher's layers are cut into a BERT student: give --student_architecture bert"
     elif layers > config.num_hidden_layers:
         reason = f"{layers} layers are more than the teacher's {config.num_hidden_layers}"
     else:
