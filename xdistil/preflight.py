@@ -16,7 +16,7 @@ from xdistil.data.transfer import ExamplesChunkReader, TransferChunkReader, tran
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.errors import ConfigError, InputFileError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, small_file_fingerprint
-from xdistil.models.bert_conversion import CONVERTIBLE
+from xdistil.models.bert_conversion import cut_architecture_problem
 from xdistil.models.loading import CheckpointError, load_config, load_tokenizer, max_sequence_length, resolve_checkpoint
 from xdistil.models.student import check_vocabulary_matches
 from xdistil.pruning.width import width_targets
@@ -129,18 +129,6 @@ def _check_layers_exist(flag: str, layers, num_layers: int, model: str) -> None:
         raise ConfigError(flag, f"layer {max(layers)} does not exist: {model} has layers 0..{num_layers - 1}")
 
 
-def _check_cut_architecture(student, teacher_type: str) -> None:
-    """A copy of teacher layers is of the teacher's architecture, or a BERT of a BERT or convertible teacher; a
-    narrowed copy is of a BERT-family one."""
-    architecture = student.student_architecture
-    if architecture == "bert" and teacher_type != "bert" and teacher_type not in CONVERTIBLE:
-        raise ConfigError("student_architecture", f"a {teacher_type} teacher's layers cannot be copied into a BERT; "
-                                                  f"those of a bert or {', '.join(CONVERTIBLE)} teacher can")
-    if architecture == "teacher" and student.narrowing_sizes and teacher_type in CONVERTIBLE:
-        raise ConfigError("student_architecture", f"a narrowed copy of a {teacher_type} teacher's layers is a BERT: "
-                                                  "give --student_architecture bert")
-
-
 def _check_student(config, teacher_config, tokenizer) -> int:
     """Check the student's shape against the teacher's; return its number of layers."""
     student = config.student
@@ -148,7 +136,10 @@ def _check_student(config, teacher_config, tokenizer) -> int:
     if student.student_layers_from_teacher is not None:
         _check_layers_exist("student_layers_from_teacher", student.student_layers_from_teacher, teacher_layers,
                             "the teacher")
-        _check_cut_architecture(student, teacher_config.model_type)
+        problem = cut_architecture_problem(teacher_config.model_type, student.student_architecture,
+                                           bool(student.narrowing_sizes))
+        if problem:
+            raise ConfigError("student_architecture", problem)
         if student.narrowing_sizes:
             width_targets(teacher_config, **student.narrowing_sizes)
         return len(student.student_layers_from_teacher)

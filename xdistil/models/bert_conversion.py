@@ -30,6 +30,17 @@ _BERT_CLASSES = {"TFMPNetForSequenceClassification": "TFBertForSequenceClassific
                  "TFMPNetModel": "TFBertModel"}
 
 
+def cut_architecture_problem(teacher_type: str, architecture: str, narrowed: bool) -> str | None:
+    """Why teacher layers cannot be copied into a student of `architecture` (--student_architecture), or None: a
+    BERT copy exists of a BERT or convertible teacher; a narrowed copy is a BERT-family model."""
+    if architecture == "bert" and teacher_type != "bert" and teacher_type not in CONVERTIBLE:
+        return f"a {teacher_type} teacher's layers cannot be copied into a BERT; those of a bert or " \
+               f"{', '.join(CONVERTIBLE)} teacher can"
+    if architecture == "teacher" and narrowed and teacher_type in CONVERTIBLE:
+        return f"a narrowed copy of a {teacher_type} teacher's layers is a BERT: give --student_architecture bert"
+    return None
+
+
 def bert_config_like(teacher_config, **settings):
     """A BertConfig that reads the teacher's tokenizer output: its vocabulary size and padding id, as many
     positions as the teacher serves, token types only where the teacher has them, its activation."""

@@ -7,7 +7,7 @@ import numpy as np
 
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.inference.predict import batch_arrays
-from xdistil.models.bert_conversion import CONVERTIBLE, as_bert, bert_config_like
+from xdistil.models.bert_conversion import CONVERTIBLE, as_bert, bert_config_like, cut_architecture_problem
 from xdistil.models.embedding_compression import compress_embedding
 from xdistil.models.loading import (CheckpointError, label_kwargs, load_task_model, load_tokenizer,
                                     model_inputs, word_embedding_variable)
@@ -71,15 +71,10 @@ def teacher_start(teacher, student_config) -> dict:
     layers = sizes.pop("num_hidden_layers")
     architecture = student_config.student_architecture
     converted = architecture == "bert" and config.model_type in CONVERTIBLE
-    reason = None
-    if architecture != "teacher" and config.model_type != architecture and not converted:
-        reason = f"--student_architecture {architecture} is not the teacher's, and a {config.model_type} has no " \
-                 f"{architecture} copy"
-    elif architecture == "teacher" and config.model_type in CONVERTIBLE:
-        reason = f"a {config.model_type} teacher's layers are cut into a BERT student: give --student_architecture bert"
-    elif layers > config.num_hidden_layers:
+    reason = cut_architecture_problem(config.model_type, architecture, narrowed=True)  # a cut is a narrowed copy
+    if reason is None and layers > config.num_hidden_layers:
         reason = f"{layers} layers are more than the teacher's {config.num_hidden_layers}"
-    else:
+    if reason is None:
         try:
             build_model(teacher)
             if not converted:
