@@ -86,11 +86,12 @@ class TransferSource:
             if index in self.cache or self.cache.has_part(index, worker_index, num_workers):
                 continue
             features = self.encode_chunk(examples)
+            progress = f"teacher logits, transfer chunk {index}"
             if num_workers == 1:
-                self.cache.put(index, self.teacher.logits(features))
+                self.cache.put(index, self.teacher.logits(features, progress))
             else:
                 rows = worker_rows(len(features), block, worker_index, num_workers)
-                logits = self.teacher.logits(features.select(rows)) if len(rows) else np.zeros(0, np.float32)
+                logits = self.teacher.logits(features.select(rows), progress) if len(rows) else np.zeros(0, np.float32)
                 self.cache.put_part(index, worker_index, num_workers, logits)
             log.info("teacher logits cached for transfer chunk %d (%d rows)", index, len(features))
         if num_workers > 1:

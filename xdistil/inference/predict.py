@@ -1,9 +1,17 @@
 """Batched prediction with a TF model or an ONNX session: logits for encoded features."""
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 
 from xdistil.data.encoding import MODEL_INPUT_NAMES
+
+log = logging.getLogger(__name__)
+
+# A pass with a `progress` label logs its rows done at most this often.
+PROGRESS_EVERY_SECONDS = 60.0
 
 
 def trimmed_length(attention_mask: np.ndarray, multiple: int = 8) -> int:
@@ -33,12 +41,21 @@ class BatchedPredictor:
         self.batch_size = batch_size
         self.length_multiple = length_multiple
 
-    def logits(self, features) -> np.ndarray:
-        """Float32 logits: [n, seq_len, C] (token level, zero past each batch's length) or [n, C]."""
+    def logits(self, features, progress: str | None = None) -> np.ndarray:
+        """Float32 logits: [n, seq_len, C] (token level, zero past each batch's length) or [n, C].
+        With `progress` (what the pass is), rows done, rows/s and time left are logged every
+        PROGRESS_EVERY_SECONDS: a 100M teacher takes many minutes over a large chunk."""
         n = len(features.input_ids)
         by_length = np.argsort(features.attention_mask.sum(axis=1), kind="stable")
         outputs = None
+        started = last_report = time.monotonic()
         for start in range(0, n, self.batch_size):
+            now = time.monotonic()
+            if progress and start and now - last_report >= PROGRESS_EVERY_SECONDS:
+                rate = start / (now - started)
+                log.info("%s: %d/%d rows, %.1f rows/s, about %.0f min left", progress, start, n, rate,
+                         (n - start) / rate / 60)
+                last_report = now
             rows = np.sort(by_length[start:start + self.batch_size])
             arrays = batch_arrays(features, rows, multiple=self.length_multiple)
             batch_logits = np.asarray(self.forward(arrays))
