@@ -113,6 +113,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         trainer = StageTrainer(trainer_config, runtime, seq_len, distribution, out / "checkpoints", out / "logs")
         before = Evaluator(model, task, labels, trainer_config.eval_batch_size)(data.dev)
         inherited = PruningPlan.read(source.model_path)
+        before_parameters = model.count_params() - (inherited.zeroed_parameters() if inherited else 0)
         plan, transfer = inherited, None
         if pruning.active:
             transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief) \
@@ -146,7 +147,11 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                    "student": {"dev_before": before, "dev": evaluator(data.dev)}}
         if pruning.active:
             metrics["student"]["dev_pruned_before_recovery"] = dev_pruned
-            metrics["pruning"] = {**plan.summary(), "multiply_adds_per_token": plan.multiply_adds_per_token(seq_len)}
+            metrics["pruning"] = {**plan.summary(), "multiply_adds_per_token": plan.multiply_adds_per_token(seq_len),
+                                  "parameters": {"before": int(before_parameters),
+                                                 "after": int(model.count_params() - plan.zeroed_parameters())}}
+            log.info("pruned student: %.2fM parameters outside its zeroed units (%.2fM before)",
+                     metrics["pruning"]["parameters"]["after"] / 1e6, before_parameters / 1e6)
         if data.test is not None:
             metrics["student"]["test"] = evaluator(data.test)
         metrics["wall_seconds"] = round(time.time() - started, 1)

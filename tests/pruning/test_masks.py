@@ -78,3 +78,18 @@ def test_pruned_units_are_zero_and_stay_zero_through_adamw_training(model):
         assert (not dense["attention_output"].kernel.numpy()[:d].any()) == expect_zero
     with pytest.raises(ValueError, match="3 layers"):
         apply_plan(drop_encoder_layers(model, (0,)), plan)
+
+
+def test_the_plan_counts_the_weights_it_zeroes(model):
+    plan = dataclasses.replace(PruningPlan.unpruned(model.config), kept_heads=((1, 2), (0, 1, 2, 3), (3,)),
+                               kept_neurons=(tuple(range(INNER)), tuple(range(0, INNER, 3)), tuple(range(10))))
+
+    def zeros():
+        return sum(int((w.numpy() == 0).sum()) for w in model.weights)
+
+    before = zeros()
+    apply_plan(model, plan)
+    d = HIDDEN // HEADS
+    assert plan.zeroed_parameters() == (2 + 0 + 3) * (4 * HIDDEN * d + 3 * d) + (0 + 42 + 54) * (2 * HIDDEN + 1)
+    assert zeros() - before == plan.zeroed_parameters()
+    assert PruningPlan.unpruned(model.config).zeroed_parameters() == 0

@@ -76,6 +76,13 @@ def test_pruned_student_recovers_survives_save_load_resume_and_exports_smaller(d
     assert metrics["pruning"]["heads_per_layer"] == [2] and metrics["pruning"]["neurons_per_layer"] == [32]
     counts = metrics["pruning"]["multiply_adds_per_token"]
     assert counts["after"]["total"] < 0.6 * counts["before"]["total"]
+    # What the one layer no longer holds: its removed heads' Q/K/V columns, biases and W_o rows, its removed
+    # neurons' W_1 columns, biases and W_2 rows.
+    original, parameters = metrics["pruning"]["original"], metrics["pruning"]["parameters"]
+    hidden, heads = original["hidden_size"], original["num_attention_heads"]
+    d = hidden // heads
+    assert parameters["before"] - parameters["after"] == \
+        (heads - 2) * (4 * hidden * d + 3 * d) + (original["intermediate_size"] - 32) * (2 * hidden + 1)
     # The teacher logits of the distillation run were reused, not recomputed.
     assert (out / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes() == \
         (distilled_ner_dir / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes()

@@ -100,6 +100,15 @@ class PruningPlan:
 
         return {"length": length, "before": count(before), "after": count(after)}
 
+    def zeroed_parameters(self) -> int:
+        """Weights and biases held at zero in the kept layers: per pruned head its query, key and value columns
+        and biases and its output-projection rows; per pruned neuron its W_1 column and bias and its W_2 row.
+        A pruned TF model's count_params() less this is what the pruned model really holds (and exports)."""
+        hidden, d = self.original["hidden_size"], self.head_size
+        heads = sum(self.original["num_attention_heads"] - len(kept) for kept in self.kept_heads)
+        neurons = sum(self.original["intermediate_size"] - len(kept) for kept in self.kept_neurons)
+        return heads * (4 * hidden * d + 3 * d) + neurons * (2 * hidden + 1)
+
     def summary(self) -> dict:
         """Heads and neurons kept per layer, and the dropped layers."""
         return {"dropped_layers": list(self.dropped_layers), "heads_per_layer": [len(h) for h in self.kept_heads],
