@@ -22,6 +22,7 @@ from xdistil.distill.sources import batch_order, steps_per_epoch
 from xdistil.distill.unfreezing import num_unfrozen_groups, unfreeze_interval
 from xdistil.inference.predict import trimmed_length
 from xdistil.io_utils import atomic_write_json
+from xdistil.progress import format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ class StageTrainer:
         eta = (total - step) * meter.seconds_per_step() if meter.steps else 0.0
         terms = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         log.info("[%s] step %d/%d %s unfrozen=%d/%d %.1f ex/s eta %s", stage.name, step, total, terms,
-                 n_groups, len(stage.groups), rate, _format_seconds(eta))
+                 n_groups, len(stage.groups), rate, format_seconds(eta))
 
 
 def training_batch(features, rows: np.ndarray, task, teacher_logits=None, row_multiple: int = 1,
@@ -383,8 +384,3 @@ class _RateMeter:
 
     def seconds_per_step(self) -> float:
         return (time.perf_counter() - self.start) / max(1, self.steps)
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"

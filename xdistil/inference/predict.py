@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from xdistil.data.encoding import MODEL_INPUT_NAMES
+from xdistil.progress import format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ class BatchedPredictor:
             now = time.monotonic()
             if progress and start and now - last_report >= PROGRESS_EVERY_SECONDS:
                 rate = start / (now - started)
-                log.info("%s: %d/%d rows, %.1f rows/s, about %.0f min left", progress, start, n, rate,
-                         (n - start) / rate / 60)
+                log.info("%s: %d/%d rows, %.1f rows/s, eta %s", progress, start, n, rate,
+                         format_seconds((n - start) / rate))
                 last_report = now
             rows = np.sort(by_length[start:start + self.batch_size])
             arrays = batch_arrays(features, rows, multiple=self.length_multiple)
