@@ -53,3 +53,15 @@ def test_an_unlabelled_pass_logs_nothing(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger=predict.__name__):
         BatchedPredictor(RecordingForward(), batch_size=2).logits(features_of_lengths([4] * 6))
     assert caplog.records == []
+
+
+def test_time_left_is_told_from_the_tokens_left_not_the_rows(monkeypatch, caplog):
+    # rows run shortest first: after the two 1-token rows (2 of 18 tokens), 16 tokens are left, 8x
+    # the work done, so the eta is 8x the time spent, not the 2x that the rows left would give
+    clock = iter([0.0, 0.0, 10.0])  # the pass starts, its first batch at once, the second 10 s later
+    monkeypatch.setattr(predict.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(predict, "PROGRESS_EVERY_SECONDS", 0.0)
+    features = features_of_lengths([8, 1, 8, 1])
+    with caplog.at_level(logging.INFO, logger=predict.__name__):
+        BatchedPredictor(RecordingForward(), batch_size=2).logits(features, progress="teacher logits")
+    assert [r.getMessage() for r in caplog.records] == ["teacher logits: 2/4 rows, 0.2 rows/s, eta 1m20s"]

@@ -44,18 +44,24 @@ class BatchedPredictor:
 
     def logits(self, features, progress: str | None = None) -> np.ndarray:
         """Float32 logits: [n, seq_len, C] (token level, zero past each batch's length) or [n, C].
-        With `progress` (what the pass is), rows done, rows/s and time left are logged every
-        PROGRESS_EVERY_SECONDS: a 100M teacher takes many minutes over a large chunk."""
+        With `progress` (what the pass is), rows done, rows/s and time left (at the pace so far per
+        token) are logged every PROGRESS_EVERY_SECONDS: a 100M teacher takes many minutes over a large
+        chunk."""
         n = len(features.input_ids)
-        by_length = np.argsort(features.attention_mask.sum(axis=1), kind="stable")
+        lengths = features.attention_mask.sum(axis=1)
+        by_length = np.argsort(lengths, kind="stable")
+        # tokens left after each row in length order: rows come shortest first, so time left is told
+        # from tokens, not rows (a row count would promise the long tail at the short rows' pace)
+        tokens_after = np.cumsum(lengths[by_length][::-1])[::-1] if progress else None
         outputs = None
         started = last_report = time.monotonic()
         for start in range(0, n, self.batch_size):
             now = time.monotonic()
             if progress and start and now - last_report >= PROGRESS_EVERY_SECONDS:
-                rate = start / (now - started)
-                log.info("%s: %d/%d rows, %.1f rows/s, eta %s", progress, start, n, rate,
-                         format_seconds((n - start) / rate))
+                elapsed = now - started
+                tokens_done = tokens_after[0] - tokens_after[start]
+                log.info("%s: %d/%d rows, %.1f rows/s, eta %s", progress, start, n, start / elapsed,
+                         format_seconds(elapsed * tokens_after[start] / max(tokens_done, 1)))
                 last_report = now
             rows = np.sort(by_length[start:start + self.batch_size])
             arrays = batch_arrays(features, rows, multiple=self.length_multiple)
