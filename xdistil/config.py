@@ -133,6 +133,9 @@ class DataConfig(Section):
             raise ConfigError("task", "a value is required")
         if self.trim_vocabulary_top_n and not self.trim_vocabulary_corpus:
             raise ConfigError("trim_vocabulary_top_n", "needs --trim_vocabulary_corpus (whose pieces it counts)")
+        if self.trim_vocabulary_corpus and not self.trim_vocabulary_top_n:
+            raise ConfigError("trim_vocabulary_corpus", "keeps only its --trim_vocabulary_top_n most frequent pieces: "
+                                                        "give that number (0 would keep none of them)")
         if (self.trim_vocabulary_corpus or self.trim_vocabulary_top_n) and not self.trim_vocabulary:
             raise ConfigError("trim_vocabulary_corpus", "is read only with --trim_vocabulary")
 

@@ -304,6 +304,21 @@ def test_a_general_distillation_starts_task_distillations(tmp_path, teacher_dir)
     assert result["vocabulary"]["pieces_kept"] < result["vocabulary"]["pieces_before"]
 
 
+def test_an_extra_trimming_corpus_needs_the_number_of_its_pieces_to_keep(tmp_path):
+    from xdistil.errors import ConfigError
+
+    common = dict(task="t", pt_teacher_checkpoint="t", student_layers_from_teacher=(0,), trim_vocabulary=True)
+    with pytest.raises(ConfigError, match="keeps only its --trim_vocabulary_top_n most frequent") as caught:
+        DistilConfig.from_settings(str(tmp_path), trim_vocabulary_corpus="corpus.txt", **common)
+    assert caught.value.flag == "--trim_vocabulary_corpus"
+    with pytest.raises(ConfigError, match="needs --trim_vocabulary_corpus") as caught:
+        DistilConfig.from_settings(str(tmp_path), trim_vocabulary_top_n=5, **common)
+    assert caught.value.flag == "--trim_vocabulary_top_n"
+    config = DistilConfig.from_settings(str(tmp_path), trim_vocabulary_corpus="corpus.txt", trim_vocabulary_top_n=5,
+                                        **common)
+    assert (config.data.trim_vocabulary_corpus, config.data.trim_vocabulary_top_n) == ("corpus.txt", 5)
+
+
 def test_general_distillation_settings_are_checked(tmp_path):
     from xdistil.errors import ConfigError
 
