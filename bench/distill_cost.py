@@ -5,7 +5,10 @@
 Timing: the same short real run (the base run's settings and fine-tuned teacher, fewer epochs and transfer
 lines) twice, each in a fresh subprocess: with the teacher-logit cache (logits computed once, float16 on disk)
 and with --noteacher_logit_cache (teacher recomputed for every chunk of every epoch of every transfer stage,
-as the reference toolkit did). Every stage is timed and its peak RSS sampled. Memory: peak RSS (ru_maxrss of
+as the reference toolkit did). With two or more CPUs the two run side by side, each pinned to a CPU of its
+own, so that both see the same machine load (one after the other, a load that changes between them biases
+the ratio); --notiming_side_by_side runs them one after the other on every CPU. Every stage is timed and its
+peak RSS sampled. Memory: peak RSS (ru_maxrss of
 the subprocess) of a run with a tiny random teacher and a 1-layer student on transfer files of real lines
 repeated to each --memory_lines length, same chunk size. Writes bench/results/<name>.json.
 """
@@ -35,6 +38,8 @@ def define_flags():
     flags.DEFINE_string("base_model_dir", "out/demo_ner", "Finished run whose settings, task and teacher are reused.")
     flags.DEFINE_list("parts", ["timing", "memory"], "What to measure: timing, memory.")
     flags.DEFINE_integer("timing_lines", 500, "Transfer lines of the timing run.")
+    flags.DEFINE_bool("timing_side_by_side", True, "Run the timing runs at the same time, each pinned to a CPU of "
+                                                   "its own (needs two CPUs; else one after the other).")
     flags.DEFINE_integer("representation_epochs", 1, "Timing run: stage 1 epochs.")
     flags.DEFINE_integer("logit_epochs", 2, "Timing run: stage 2 epochs.")
     flags.DEFINE_integer("finetune_epochs", 1, "Timing run: stage 3 epochs.")
@@ -117,46 +122,80 @@ def run_child(spec_path: str) -> None:
 
 # --- the parent ---------------------------------------------------------------------------------------------
 
-def run_measured(config, work_dir: Path, tag: str) -> dict:
-    """Run one distillation in a subprocess; its result plus the child's peak RSS (ru_maxrss from wait4)."""
+@dataclasses.dataclass
+class MeasuredRun:
+    """A distillation running in a subprocess, to be finished by `finish_measured`."""
+    tag: str
+    process: subprocess.Popen
+    out: Path
+    log_path: Path
+    started: float
+    cpu: int | None
+
+
+def start_measured(config, work_dir: Path, tag: str, cpu: int | None = None) -> MeasuredRun:
+    """Start one distillation in a subprocess (pinned to CPU `cpu` when given: TensorFlow then sizes its
+    thread pools to that one CPU)."""
     spec = work_dir / f"{tag}.spec.json"
     out, log_path = work_dir / f"{tag}.result.json", work_dir / f"{tag}.log"
     spec.write_text(json.dumps({"config": dataclasses.asdict(config), "out": str(out)}))
-    logging.info("running %s (log: %s)", tag, log_path)
-    start = time.perf_counter()
+    logging.info("running %s%s (log: %s)", tag, "" if cpu is None else f" on CPU {cpu}", log_path)
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     with open(log_path, "w") as log_file:
         process = subprocess.Popen([sys.executable, __file__, f"--child_spec={spec}"], stdout=log_file,
-                                   stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        tail = log_path.read_text()[-3000:]
-        raise RuntimeError(f"{tag} failed with exit code {process.returncode}:\n{tail}")
-    result = read_json(out)
-    result.update(process_seconds=round(time.perf_counter() - start, 1), maxrss_mb=round(usage.ru_maxrss / 1024, 1),
-                  cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1))
+                                   stderr=subprocess.STDOUT, preexec_fn=pin)
+    return MeasuredRun(tag, process, out, log_path, time.perf_counter(), cpu)
+
+
+def finish_measured(run: MeasuredRun) -> dict:
+    """Wait for the run; its result plus the child's peak RSS (ru_maxrss from wait4) and CPU time."""
+    _, status, usage = os.wait4(run.process.pid, 0)
+    run.process.returncode = os.waitstatus_to_exitcode(status)
+    if run.process.returncode != 0:
+        tail = run.log_path.read_text()[-3000:]
+        raise RuntimeError(f"{run.tag} failed with exit code {run.process.returncode}:\n{tail}")
+    result = read_json(run.out)
+    result.update(process_seconds=round(time.perf_counter() - run.started, 1),
+                  maxrss_mb=round(usage.ru_maxrss / 1024, 1), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1))
+    if run.cpu is not None:
+        result["pinned_cpu"] = run.cpu
     return result
 
 
-def measure_timing(base_model_dir: str, work_dir: Path) -> dict:
+def run_measured(config, work_dir: Path, tag: str) -> dict:
+    """Run one distillation in a subprocess on every CPU and wait for it."""
+    return finish_measured(start_measured(config, work_dir, tag))
+
+
+def measure_timing(base_model_dir: str, work_dir: Path, *, lines: int, representation_epochs: int,
+                   logit_epochs: int, finetune_epochs: int, side_by_side: bool = True,
+                   keep_work_dir: bool = False) -> dict:
     """The same run with the teacher-logit cache on and off; per-stage seconds and peak RSS of each."""
-    runs = {}
-    for mode, cached in (("cache_on", True), ("cache_off", False)):
-        config = base_config(base_model_dir, work_dir / f"timing_{mode}", teacher_logit_cache=cached,
-                             max_transfer_lines=FLAGS.timing_lines, representation_epochs=FLAGS.representation_epochs,
-                             logit_epochs=FLAGS.logit_epochs, finetune_epochs=FLAGS.finetune_epochs)
-        runs[mode] = run_measured(config, work_dir, f"timing_{mode}")
-        if not FLAGS.keep_work_dir:
+    cpus = sorted(os.sched_getaffinity(0))
+    side_by_side = side_by_side and len(cpus) >= 2
+    configs = {mode: base_config(base_model_dir, work_dir / f"timing_{mode}", teacher_logit_cache=cached,
+                                 max_transfer_lines=lines, representation_epochs=representation_epochs,
+                                 logit_epochs=logit_epochs, finetune_epochs=finetune_epochs)
+               for mode, cached in (("cache_on", True), ("cache_off", False))}
+    if side_by_side:
+        started = {mode: start_measured(config, work_dir, f"timing_{mode}", cpu)
+                   for (mode, config), cpu in zip(configs.items(), cpus)}
+        runs = {mode: finish_measured(run) for mode, run in started.items()}
+    else:
+        runs = {mode: run_measured(config, work_dir, f"timing_{mode}") for mode, config in configs.items()}
+    if not keep_work_dir:
+        for mode in runs:
             shutil.rmtree(work_dir / f"timing_{mode}")
     seconds = {mode: {r["stage"]: r["seconds"] for r in run["stages"]} | {"total": run["wall_seconds"]}
                for mode, run in runs.items()}
-    flat = config.flat_settings()
+    flat = configs["cache_on"].flat_settings()
     settings = {k: flat[k] for k in ("task", "pt_teacher_checkpoint", "student_layers_from_teacher",
                                      "pt_student_checkpoint", "pt_student_layers", "max_transfer_lines", "seq_len",
                                      "batch_size", "eval_batch_size",
                                      "representation_epochs", "logit_epochs", "finetune_epochs")}
-    return {"settings": settings, "runs": runs, "seconds": seconds,
-            "off_over_on": round(runs["cache_off"]["wall_seconds"] / runs["cache_on"]["wall_seconds"], 3)}
+    return {"settings": settings, "side_by_side": side_by_side, "runs": runs, "seconds": seconds,
+            "off_over_on": round(runs["cache_off"]["wall_seconds"] / runs["cache_on"]["wall_seconds"], 3),
+            "off_over_on_cpu": round(runs["cache_off"]["cpu_seconds"] / runs["cache_on"]["cpu_seconds"], 3)}
 
 
 def repeated_transfer_file(source: str, lines: int, path: Path) -> Path:
@@ -217,7 +256,10 @@ def main(argv):
     report.update(benchmark="distill_cost", cpu=cpu_info(), base_model_dir=FLAGS.base_model_dir)
     if "timing" in FLAGS.parts:
         load = load_average()
-        report["timing"] = measure_timing(FLAGS.base_model_dir, work_dir)
+        report["timing"] = measure_timing(
+            FLAGS.base_model_dir, work_dir, lines=FLAGS.timing_lines, representation_epochs=FLAGS.representation_epochs,
+            logit_epochs=FLAGS.logit_epochs, finetune_epochs=FLAGS.finetune_epochs,
+            side_by_side=FLAGS.timing_side_by_side, keep_work_dir=FLAGS.keep_work_dir)
         report["timing"]["load_average_before_after"] = [load, load_average()]
     if "memory" in FLAGS.parts:
         load = load_average()
