@@ -131,13 +131,13 @@ class DataConfig(Section):
                 raise ConfigError("transfer_file", "--general_distillation learns from --transfer_file alone")
         elif not self.task:
             raise ConfigError("task", "a value is required")
+        if (self.trim_vocabulary_corpus or self.trim_vocabulary_top_n) and not self.trim_vocabulary:
+            raise ConfigError("trim_vocabulary_corpus", "is read only with --trim_vocabulary")
         if self.trim_vocabulary_top_n and not self.trim_vocabulary_corpus:
             raise ConfigError("trim_vocabulary_top_n", "needs --trim_vocabulary_corpus (whose pieces it counts)")
         if self.trim_vocabulary_corpus and not self.trim_vocabulary_top_n:
             raise ConfigError("trim_vocabulary_corpus", "keeps only its --trim_vocabulary_top_n most frequent pieces: "
                                                         "give that number (0 would keep none of them)")
-        if (self.trim_vocabulary_corpus or self.trim_vocabulary_top_n) and not self.trim_vocabulary:
-            raise ConfigError("trim_vocabulary_corpus", "is read only with --trim_vocabulary")
 
     augment_transfer: int = setting(0, "Augmented copies of each transfer example (TinyBERT-style: words replaced "
                                        "by neighbours in the teacher's input-embedding space); 0 is off.", minimum=0)

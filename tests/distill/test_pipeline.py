@@ -314,6 +314,10 @@ def test_an_extra_trimming_corpus_needs_the_number_of_its_pieces_to_keep(tmp_pat
     with pytest.raises(ConfigError, match="needs --trim_vocabulary_corpus") as caught:
         DistilConfig.from_settings(str(tmp_path), trim_vocabulary_top_n=5, **common)
     assert caught.value.flag == "--trim_vocabulary_top_n"
+    # without --trim_vocabulary the corpus is not read at all: that is said first, not the missing count
+    with pytest.raises(ConfigError, match="is read only with --trim_vocabulary"):
+        DistilConfig.from_settings(str(tmp_path), trim_vocabulary_corpus="corpus.txt",
+                                   **{**common, "trim_vocabulary": False})
     config = DistilConfig.from_settings(str(tmp_path), trim_vocabulary_corpus="corpus.txt", trim_vocabulary_top_n=5,
                                         **common)
     assert (config.data.trim_vocabulary_corpus, config.data.trim_vocabulary_top_n) == ("corpus.txt", 5)
