@@ -24,7 +24,9 @@ number) and the neighbour table, so a run resumed at any chunk produces the same
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -33,6 +35,8 @@ import numpy as np
 from tokenizers import Tokenizer, models
 
 from xdistil.data.readers import NerExample, TextExample
+
+log = logging.getLogger(__name__)
 
 AUGMENTATION_METHOD = "tinybert-teacher-embedding-neighbours/1"
 SENTENCEPIECE_MARKER = "\u2581"
@@ -333,3 +337,15 @@ class AugmentedChunkReader:
             yield index, list(augment_examples(
                 examples, self.word_neighbours, self.options.copies, self.options.replace_prob, self.options.seed,
                 self.options.include_original, start_index=index * self.reader.chunk_size))
+
+
+def augmented_reader(reader, embeddings: np.ndarray, tokenizer, options: AugmentOptions):
+    """`reader` with augmented copies of each example: words replaced by their neighbours among the rows of
+    `embeddings` (the teacher's input word embeddings, indexed by `tokenizer`'s ids), among the words of the
+    reader's own examples. Returns (reader, fingerprint for a cache key)."""
+    started = time.time()
+    candidates = seen_piece_ids(tokenizer, (example for _, chunk in reader.chunks(0) for example in chunk))
+    neighbours = WordNeighbours.from_embeddings(tokenizer, embeddings, options.neighbours, candidate_ids=candidates)
+    log.info("augmentation: %d copies of each transfer example, %d replaceable words (%.0f s)", options.copies,
+             len(neighbours), time.time() - started)
+    return AugmentedChunkReader(reader, neighbours, options), augmentation_fingerprint(options, neighbours)

@@ -23,8 +23,7 @@ import tensorflow as tf
 import tf_keras
 
 from xdistil.config import RESUMABLE_SETTINGS, SECTIONS, DistilConfig, save_run_config, saved_run_identity
-from xdistil.data.augmentation import (AugmentedChunkReader, AugmentOptions, WordNeighbours, augmentation_fingerprint,
-                                       seen_piece_ids)
+from xdistil.data.augmentation import AugmentOptions, augmented_reader
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.sources import LabeledSource, TransferSource
@@ -263,7 +262,10 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
     reader = inputs.transfer_reader(settings.distil_chunk_size, settings.max_transfer_lines)
     augmentation = {"copies": 0}
     if settings.augment_transfer:
-        reader, augmentation = augmented_reader(reader, teacher, inputs.tokenizer, settings, config.trainer.seed)
+        options = AugmentOptions(settings.augment_transfer, settings.augment_replace_prob, settings.augment_neighbours,
+                                 config.trainer.seed)
+        reader, augmentation = augmented_reader(reader, word_embedding_variable(teacher).numpy(), inputs.tokenizer,
+                                                options)
     cache = None
     if config.distillation.teacher_logit_cache:
         own_text = inputs.transfer_files is None  # the train texts are the transfer data
@@ -284,20 +286,6 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
     for callback in callbacks:
         callback.on_stage_end("teacher_logit_cache", {"seconds": round(time.time() - fill_started, 1)})
     return transfer
-
-
-def augmented_reader(reader, teacher, tokenizer, settings, seed: int):
-    """`reader` with TinyBERT-style augmented copies of each example: words replaced by neighbours in the
-    teacher's input-embedding space, among the words of the transfer data. Returns (reader, fingerprint)."""
-    started = time.time()
-    candidates = seen_piece_ids(tokenizer, (example for _, chunk in reader.chunks(0) for example in chunk))
-    neighbours = WordNeighbours.from_embeddings(tokenizer, word_embedding_variable(teacher).numpy(),
-                                                settings.augment_neighbours, candidate_ids=candidates)
-    options = AugmentOptions(settings.augment_transfer, settings.augment_replace_prob, settings.augment_neighbours,
-                             seed)
-    log.info("augmentation: %d copies of each transfer example, %d replaceable words (%.0f s)", options.copies,
-             len(neighbours), time.time() - started)
-    return AugmentedChunkReader(reader, neighbours, options), augmentation_fingerprint(options, neighbours)
 
 
 def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, transfer: TransferSource,

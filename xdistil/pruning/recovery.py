@@ -1,8 +1,9 @@
 """The transfer data of a student's run with its teacher's logits, for ranking and recovery after pruning.
 
 The logits come from the run's own cache (`<model_dir>/cache/teacher_logits`, copied when it was made for
-exactly this teacher, transfer data and encoding) or are computed once with the run's teacher into the new
-run's cache, under the key `teacher_logit_key` gives an unaugmented transfer set.
+exactly this teacher, transfer data, augmentation and encoding) or are computed once with the run's teacher into
+the new run's cache, under the key the run itself used. An augmented run's copies are made again as the run made
+them: the same settings and seed, and neighbours from the same teacher's word embeddings.
 """
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import os
 import shutil
 from pathlib import Path
 
+from xdistil.data.augmentation import AugmentOptions, augmented_reader
 from xdistil.data.transfer import TransferChunkReader
 from xdistil.distill.sources import TransferSource
 from xdistil.distill.teacher_cache import TeacherLogitCache, saved_key, teacher_logit_key
 from xdistil.errors import ConfigError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint
+from xdistil.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +27,33 @@ CACHE = Path("cache") / "teacher_logits"
 
 
 class _TeacherOnDemand:
-    """The run's teacher as a batched predictor, loaded only if a chunk's logits are not cached yet."""
+    """The run's teacher, loaded only when needed: for a chunk's logits not cached yet, or for its word embeddings
+    (the neighbours of an augmented run)."""
 
     def __init__(self, path: str, task, labels, batch_size: int):
         self.path, self.task, self.labels, self.batch_size = path, task, labels, batch_size
-        self._predictor = None
+        self._model = self._predictor = None
 
-    def logits(self, features):
-        if self._predictor is None:
-            from xdistil.inference.predict import TFPredictor
+    def model(self):
+        if self._model is None:
             from xdistil.models.loading import load_task_model
 
+            log.info("loading the run's teacher %s", self.path)
+            self._model = load_task_model(self.path, self.task, self.labels)
+        return self._model
+
+    def word_embeddings(self):
+        from xdistil.models.loading import word_embedding_variable
+
+        return word_embedding_variable(self.model()).numpy()
+
+    def logits(self, features, progress: str | None = None):
+        if self._predictor is None:
+            from xdistil.inference.predict import TFPredictor
+
             log.info("computing teacher logits with %s", self.path)
-            self._predictor = TFPredictor(load_task_model(self.path, self.task, self.labels), self.batch_size)
-        return self._predictor.logits(features)
+            self._predictor = TFPredictor(self.model(), self.batch_size)
+        return self._predictor.logits(features, progress)
 
 
 def run_teacher(source) -> str:
@@ -55,16 +71,23 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
     under `output_dir`."""
     record, data = source.record, source.record["data"]
     files = record.get("inputs", {}).get("transfer")
-    if not isinstance(files, list) or data.get("augment_transfer"):
-        raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own (or an "
-                                                   "augmented one): give --recovery_logit_epochs 0 "
-                                                   "--importance_data train")
+    if not isinstance(files, list):
+        raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own: give "
+                                                   "--recovery_logit_epochs 0 --importance_data train")
     # where the run read them: recorded beside the fingerprints (older versions kept the path in each one)
     paths = record.get("transfer_files") or [entry["path"] for entry in files]
-    teacher = run_teacher(source)
+    teacher_path = run_teacher(source)
+    teacher = _TeacherOnDemand(teacher_path, source.task, source.labels, batch_size)
+    reader = TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
+    augmentation = {"copies": 0}
+    if data.get("augment_transfer"):
+        options = AugmentOptions(data["augment_transfer"], data["augment_replace_prob"], data["augment_neighbours"],
+                                 record["trainer"]["seed"])
+        reader, augmentation = augmented_reader(reader, teacher.word_embeddings(), load_tokenizer(teacher_path),
+                                                options)
     key = teacher_logit_key(
-        teacher=checkpoint_fingerprint(teacher), transfer=[large_file_fingerprint(p) for p in paths],
-        augmentation={"copies": 0}, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
+        teacher=checkpoint_fingerprint(teacher_path), transfer=[large_file_fingerprint(p) for p in paths],
+        augmentation=augmentation, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
         kind=source.task.kind, labels=source.labels, encoding=dataclasses.asdict(source.encoding),
         max_transfer_lines=data.get("max_transfer_lines"), max_train_examples=None)
     cache_dir = Path(output_dir) / CACHE
@@ -77,8 +100,6 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
             shutil.copyfile(chunk, partial)
             os.replace(partial, cache_dir / chunk.name)
     cache = TeacherLogitCache(cache_dir, key, owner=is_chief)
-    reader = TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
-    transfer = TransferSource(reader, source.encode, _TeacherOnDemand(teacher, source.task, source.labels, batch_size),
-                              cache)
+    transfer = TransferSource(reader, source.encode, teacher, cache)
     transfer.fill_cache()
     return transfer
