@@ -162,6 +162,17 @@ def finish_measured(run: MeasuredRun) -> dict:
     return result
 
 
+def finish_all(started: dict[str, MeasuredRun]) -> dict:
+    """Wait for runs started together, by name; when one fails, the others are stopped rather than left running."""
+    try:
+        return {name: finish_measured(run) for name, run in started.items()}
+    finally:
+        for run in started.values():
+            if run.process.returncode is None:
+                run.process.kill()
+                run.process.wait()
+
+
 def run_measured(config, work_dir: Path, tag: str) -> dict:
     """Run one distillation in a subprocess on every CPU and wait for it."""
     return finish_measured(start_measured(config, work_dir, tag))
@@ -180,7 +191,7 @@ def measure_timing(base_model_dir: str, work_dir: Path, *, lines: int, represent
     if side_by_side:
         started = {mode: start_measured(config, work_dir, f"timing_{mode}", cpu)
                    for (mode, config), cpu in zip(configs.items(), cpus)}
-        runs = {mode: finish_measured(run) for mode, run in started.items()}
+        runs = finish_all(started)
     else:
         runs = {mode: run_measured(config, work_dir, f"timing_{mode}") for mode, config in configs.items()}
     if not keep_work_dir:

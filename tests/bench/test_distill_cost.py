@@ -1,5 +1,8 @@
 """bench/distill_cost.py's timing: the cached and the recomputing run, side by side on CPUs of their own."""
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -24,3 +27,17 @@ def test_the_two_timing_runs_go_side_by_side_each_on_a_cpu_of_its_own(distilled_
     assert timing["off_over_on"] == pytest.approx(
         runs["cache_off"]["wall_seconds"] / runs["cache_on"]["wall_seconds"], abs=1e-3)
     assert not (tmp_path / "timing_cache_on").exists() and not (tmp_path / "timing_cache_off").exists()
+
+
+def test_when_one_of_the_runs_side_by_side_fails_the_other_is_stopped(tmp_path):
+    def started(tag, code):
+        log_path = tmp_path / f"{tag}.log"
+        log_path.write_text(f"{tag} log\n")
+        process = subprocess.Popen([sys.executable, "-c", code])
+        return distill_cost.MeasuredRun(tag, process, tmp_path / f"{tag}.json", log_path, time.perf_counter(), None)
+
+    failing = started("cache_on", "import sys; sys.exit(3)")
+    still_running = started("cache_off", "import time; time.sleep(600)")
+    with pytest.raises(RuntimeError, match="cache_on failed with exit code 3:\ncache_on log"):
+        distill_cost.finish_all({"cache_on": failing, "cache_off": still_running})
+    assert still_running.process.poll() is not None  # killed and reaped, not left to run its ten minutes
