@@ -12,12 +12,9 @@ import xdistil  # noqa: F401  (must precede TensorFlow: selects Keras 2)
 from absl import flags, logging
 
 from xdistil import cli
-from xdistil.config import RuntimeConfig, TrainerConfig
-from xdistil.finetune import FinetuneConfig
-from xdistil.pruning.targets import PruningConfig
+from xdistil.finetune import RUN_SECTIONS
 
-SECTIONS = (FinetuneConfig, TrainerConfig, RuntimeConfig, PruningConfig)
-for section in SECTIONS:
+for section in RUN_SECTIONS.values():
     cli.define_flags(section)
 flags.DEFINE_bool("overwrite", False, "When --output_dir holds a run made with other settings or inputs, delete it "
                                       "and start over.")
@@ -26,7 +23,7 @@ flags.DEFINE_bool("overwrite", False, "When --output_dir holds a run made with o
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    finetune, trainer, runtime, pruning = (cli.section_from_flags(section) for section in SECTIONS)
+    finetune, trainer, runtime, pruning = (cli.section_from_flags(section) for section in RUN_SECTIONS.values())
     from xdistil.finetune import run_finetune
 
     run_finetune(finetune, trainer, runtime, overwrite=flags.FLAGS.overwrite, pruning=pruning)
