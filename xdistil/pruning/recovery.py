@@ -55,6 +55,10 @@ class _TeacherOnDemand:
             self._predictor = TFPredictor(self.model(), self.batch_size)
         return self._predictor.logits(features, progress)
 
+    def release(self):
+        """Let the teacher's memory go (it is loaded again if asked for more)."""
+        self._model = self._predictor = None
+
 
 def run_teacher(source) -> str:
     """The fine-tuned teacher of a model directory's run (its teacher/ or the recorded source)."""
@@ -102,4 +106,5 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
     cache = TeacherLogitCache(cache_dir, key, owner=is_chief)
     transfer = TransferSource(reader, source.encode, teacher, cache)
     transfer.fill_cache()
+    teacher.release()  # every chunk's logits are cached now; the stages read them from there
     return transfer
