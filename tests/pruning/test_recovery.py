@@ -32,4 +32,4 @@ def test_an_augmented_run_gives_its_own_copies_with_their_logits(tmp_path):
     for name, expected in made_by_run.items():
         np.testing.assert_allclose(logits[name], expected, atol=1e-4)
     texts = [example for _, chunk in remade.reader.chunks(0) for example in chunk]
-    assert len(texts) == 128 and texts[0::2] != texts[1::2]  # originals, each followed by a changed copy
+    assert len(texts) == 128 and texts[0::2] != texts[1::2]  # each original, then its copy; the copies changed words

@@ -68,6 +68,13 @@ class AugmentOptions:
         if self.copies == 0 and not self.include_original:
             raise ValueError("--augment_transfer 0 without the original examples leaves no transfer data")
 
+    @classmethod
+    def of_run(cls, data_settings, seed: int) -> "AugmentOptions":
+        """The options a run's --augment_* settings give (`data_settings`: its data section, as a mapping), so that
+        the distillation and a later pruning of its student make the same copies under the same cache key."""
+        return cls(data_settings["augment_transfer"], data_settings["augment_replace_prob"],
+                   data_settings["augment_neighbours"], seed)
+
 
 def _is_integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

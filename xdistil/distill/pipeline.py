@@ -262,8 +262,7 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
     reader = inputs.transfer_reader(settings.distil_chunk_size, settings.max_transfer_lines)
     augmentation = {"copies": 0}
     if settings.augment_transfer:
-        options = AugmentOptions(settings.augment_transfer, settings.augment_replace_prob, settings.augment_neighbours,
-                                 config.trainer.seed)
+        options = AugmentOptions.of_run(dataclasses.asdict(settings), config.trainer.seed)
         reader, augmentation = augmented_reader(reader, word_embedding_variable(teacher).numpy(), inputs.tokenizer,
                                                 options)
     cache = None

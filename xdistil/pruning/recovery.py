@@ -19,7 +19,8 @@ from xdistil.distill.sources import TransferSource
 from xdistil.distill.teacher_cache import TeacherLogitCache, saved_key, teacher_logit_key
 from xdistil.errors import ConfigError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint
-from xdistil.models.loading import load_tokenizer
+from xdistil.inference.predict import TFPredictor
+from xdistil.models.loading import load_task_model, load_tokenizer, word_embedding_variable
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +37,15 @@ class _TeacherOnDemand:
 
     def model(self):
         if self._model is None:
-            from xdistil.models.loading import load_task_model
-
             log.info("loading the run's teacher %s", self.path)
             self._model = load_task_model(self.path, self.task, self.labels)
         return self._model
 
     def word_embeddings(self):
-        from xdistil.models.loading import word_embedding_variable
-
         return word_embedding_variable(self.model()).numpy()
 
     def logits(self, features, progress: str | None = None):
         if self._predictor is None:
-            from xdistil.inference.predict import TFPredictor
-
             log.info("computing teacher logits with %s", self.path)
             self._predictor = TFPredictor(self.model(), self.batch_size)
         return self._predictor.logits(features, progress)
@@ -85,8 +80,7 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
     reader = TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
     augmentation = {"copies": 0}
     if data.get("augment_transfer"):
-        options = AugmentOptions(data["augment_transfer"], data["augment_replace_prob"], data["augment_neighbours"],
-                                 record["trainer"]["seed"])
+        options = AugmentOptions.of_run(data, record["trainer"]["seed"])
         reader, augmentation = augmented_reader(reader, teacher.word_embeddings(), load_tokenizer(teacher_path),
                                                 options)
     key = teacher_logit_key(
