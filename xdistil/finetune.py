@@ -26,8 +26,9 @@ from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
 from xdistil.pruning.prune import prune_student
-from xdistil.pruning.recovery import teacher_transfer
+from xdistil.pruning.recovery import run_transfer_reader, teacher_transfer
 from xdistil.pruning.targets import PruningConfig
+from xdistil.pruning.vocabulary import prune_vocabulary, training_texts
 from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
 from xdistil.task_data import Evaluator, encode_task_data, read_task_files
 
@@ -79,6 +80,12 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                                      train_file=finetune.train_file, dev_file=finetune.dev_file,
                                      test_file=finetune.test_file)
     seq_len = finetune.seq_len or source.seq_len
+    if pruning.prune_vocabulary_min_count and task.token_level and (
+            pruning.recovery_logit_epochs or (pruning.prunes_units and pruning.importance_data == "transfer")):
+        raise ConfigError("prune_vocabulary_min_count", "a token-level task's teacher logits are per sub-word piece "
+                                                        "of the teacher's segmentation, which a pruned vocabulary "
+                                                        "changes: give --recovery_logit_epochs 0 --importance_data "
+                                                        "train")
     student_config, _ = checked_checkpoint(str(source.model_path), "model_dir")
     check_seq_len(seq_len, student_config, "--model_dir")
     folder = Path(finetune.task) if finetune.task else None
@@ -106,18 +113,26 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
             save_run_config(out, payload)
         tf_keras.utils.set_random_seed(trainer_config.seed)
         tf_keras.mixed_precision.set_global_policy(runtime.opt_policy)
-        data = encode_task_data(task, labels, splits, source.tokenizer,
-                                dataclasses.replace(source.encoding, seq_len=seq_len))
+        encoding = dataclasses.replace(source.encoding, seq_len=seq_len)
+        data = encode_task_data(task, labels, splits, source.tokenizer, encoding)
         with distribution.strategy.scope():
             model = source.load_tf_model()
         trainer = StageTrainer(trainer_config, runtime, seq_len, distribution, out / "checkpoints", out / "logs")
         before = Evaluator(model, task, labels, trainer_config.eval_batch_size)(data.dev)
         inherited = PruningPlan.read(source.model_path)
         before_parameters = model.count_params() - (inherited.zeroed_parameters() if inherited else 0)
-        plan, transfer = inherited, None
-        if pruning.active:
-            transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief) \
-                if pruning.recovery_logit_epochs or pruning.importance_data == "transfer" else None
+        plan, transfer, tokenizer, vocabulary = inherited, None, source.tokenizer, None
+        if pruning.prune_vocabulary_min_count:
+            texts = training_texts(task, splits["train"], run_transfer_reader(source))
+            with distribution.strategy.scope():
+                model, tokenizer, vocabulary = prune_vocabulary(model, tokenizer, texts,
+                                                                pruning.prune_vocabulary_min_count, task.token_level)
+            data = encode_task_data(task, labels, splits, tokenizer, encoding)
+        if pruning.active and (pruning.recovery_logit_epochs or
+                               (pruning.prunes_units and pruning.importance_data == "transfer")):
+            transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief,
+                                        student_tokenizer=tokenizer)
+        if pruning.prunes_units:
             with distribution.strategy.scope():
                 model, plan = prune_student(model, inherited, pruning, out / "checkpoints" / PRUNING_FILE,
                                             lambda pruned: _importance(pruned, pruning, transfer, data, task,
@@ -147,9 +162,12 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                    "student": {"dev_before": before, "dev": evaluator(data.dev)}}
         if pruning.active:
             metrics["student"]["dev_pruned_before_recovery"] = dev_pruned
-            metrics["pruning"] = {**plan.summary(), "multiply_adds_per_token": plan.multiply_adds_per_token(seq_len),
+            units = plan or PruningPlan.unpruned(model.config)
+            metrics["pruning"] = {**units.summary(), "multiply_adds_per_token": units.multiply_adds_per_token(seq_len),
                                   "parameters": {"before": int(before_parameters),
-                                                 "after": int(model.count_params() - plan.zeroed_parameters())}}
+                                                 "after": int(model.count_params() - units.zeroed_parameters())}}
+            if vocabulary is not None:
+                metrics["pruning"]["vocabulary"] = vocabulary
             log.info("pruned student: %.2fM parameters outside its zeroed units (%.2fM before)",
                      metrics["pruning"]["parameters"]["after"] / 1e6, before_parameters / 1e6)
         if data.test is not None:
@@ -158,7 +176,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         if not distribution.is_chief:
             return metrics
         atomic_save_dir(out / "model", lambda tmp: (model.save_pretrained(str(tmp)),
-                                                    source.tokenizer.save_pretrained(str(tmp)),
+                                                    tokenizer.save_pretrained(str(tmp)),
                                                     plan is not None and plan.write(tmp)))
         atomic_write_json(out / "metrics.json", metrics)
         save_run_config(out, {**payload, "status": "done"})

@@ -81,8 +81,9 @@ class ModelDirectory:
         with _float32_policy() if float32 else contextlib.nullcontext():
             return self.task.model_class().from_pretrained(str(self.model_path))
 
-    def encode(self, examples):
-        return self.task.encode(self.tokenizer, examples, self.label2id, self.encoding)[0]
+    def encode(self, examples, tokenizer=None):
+        """Features of `examples` as the student is fed them (with another tokenizer: as that one segments them)."""
+        return self.task.encode(tokenizer or self.tokenizer, examples, self.label2id, self.encoding)[0]
 
     def read_unlabeled(self, path):
         return self.task.read_unlabeled(path)

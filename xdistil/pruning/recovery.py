@@ -8,6 +8,7 @@ them: the same settings and seed, and neighbours from the same teacher's word em
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -65,24 +66,36 @@ def run_teacher(source) -> str:
     return teacher
 
 
-def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True) -> TransferSource:
-    """The transfer data of `source`'s run (a ModelDirectory) in its chunks, with the teacher's logits cached
-    under `output_dir`."""
+def run_transfer_reader(source) -> TransferChunkReader | None:
+    """The transfer files of `source`'s run (a ModelDirectory), read in its chunks (without augmented copies);
+    None for a run that had no transfer file of its own."""
     record, data = source.record, source.record["data"]
     files = record.get("inputs", {}).get("transfer")
     if not isinstance(files, list):
-        raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own: give "
-                                                   "--recovery_logit_epochs 0 --importance_data train")
+        return None
     # where the run read them: recorded beside the fingerprints (older versions kept the path in each one)
     paths = record.get("transfer_files") or [entry["path"] for entry in files]
+    return TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
+
+
+def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
+                     student_tokenizer=None) -> TransferSource:
+    """The transfer data of `source`'s run (a ModelDirectory) in its chunks, with the teacher's logits cached
+    under `output_dir`. The teacher reads the text as its own tokenizer segments it; the student as
+    `student_tokenizer` does (default: the tokenizer of `source`; another one after its vocabulary was pruned)."""
+    record, data = source.record, source.record["data"]
+    reader = run_transfer_reader(source)
+    if reader is None:
+        raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own: give "
+                                                   "--recovery_logit_epochs 0 --importance_data train")
+    paths = reader.paths
     teacher_path = run_teacher(source)
     teacher = _TeacherOnDemand(teacher_path, source.task, source.labels, batch_size)
-    reader = TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
+    teacher_tokenizer = load_tokenizer(teacher_path)
     augmentation = {"copies": 0}
     if data.get("augment_transfer"):
         options = AugmentOptions.of_run(data, record["trainer"]["seed"])
-        reader, augmentation = augmented_reader(reader, teacher.word_embeddings(), load_tokenizer(teacher_path),
-                                                options)
+        reader, augmentation = augmented_reader(reader, teacher.word_embeddings(), teacher_tokenizer, options)
     key = teacher_logit_key(
         teacher=checkpoint_fingerprint(teacher_path), transfer=[large_file_fingerprint(p) for p in paths],
         augmentation=augmentation, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
@@ -98,7 +111,6 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True)
             shutil.copyfile(chunk, partial)
             os.replace(partial, cache_dir / chunk.name)
     cache = TeacherLogitCache(cache_dir, key, owner=is_chief)
-    transfer = TransferSource(reader, source.encode, teacher, cache)
-    transfer.fill_cache()
+    TransferSource(reader, functools.partial(source.encode, tokenizer=teacher_tokenizer), teacher, cache).fill_cache()
     teacher.release()  # every chunk's logits are cached now; the stages read them from there
-    return transfer
+    return TransferSource(reader, functools.partial(source.encode, tokenizer=student_tokenizer), teacher, cache)

@@ -23,6 +23,10 @@ class PruningConfig(Section):
                                              "important first.", minimum=0.0, below=1.0)
     drop_layers: tuple[int, ...] | None = setting(None, "Student layers to remove, 0-based: 1,2 (before the heads "
                                                         "and neurons are ranked).")
+    prune_vocabulary_min_count: int = setting(0, "Drop the student's word pieces seen fewer than N times in the train "
+                                                 "text and its run's transfer text, with their embedding rows (0: keep "
+                                                 "all). Single-character pieces stay, so a word whose piece went is "
+                                                 "segmented into smaller pieces, not the unknown token.", minimum=0)
     importance_data: str = setting("transfer", "Rank heads and neurons by the loss against the teacher's logits on "
                                                "the run's transfer data (no labels), or by cross-entropy on train.",
                                    choices=IMPORTANCE_DATA)
@@ -33,8 +37,13 @@ class PruningConfig(Section):
                                             above=0.0)
 
     @property
-    def active(self) -> bool:
+    def prunes_units(self) -> bool:
+        """Whether heads, neurons or layers go (ranked by importance)."""
         return bool(self.prune_heads or self.prune_ffn_fraction or self.drop_layers)
+
+    @property
+    def active(self) -> bool:
+        return self.prunes_units or bool(self.prune_vocabulary_min_count)
 
     def check(self):
         layers = self.drop_layers
