@@ -82,9 +82,12 @@ def test_a_student_with_a_pruned_vocabulary_recovers_from_its_teachers_logits_an
     vocabulary = metrics["pruning"]["vocabulary"]
     assert vocabulary["pieces_before"] == len(source.tokenizer) and vocabulary["pieces_kept"] == len(pruned.tokenizer)
     assert len(pruned.tokenizer) < len(source.tokenizer) and "corp" not in pruned.tokenizer.get_vocab()
-    hidden = source.load_tf_model().config.hidden_size
+    config = source.load_tf_model().config
+    hidden, d = config.hidden_size, config.hidden_size // config.num_attention_heads
     removed = metrics["pruning"]["parameters"]["before"] - metrics["pruning"]["parameters"]["after"]
-    assert removed > (len(source.tokenizer) - len(pruned.tokenizer)) * hidden  # the rows, and a head in each layer
+    # the dropped rows, and one head in each layer (its Q/K/V columns and biases, its W_o rows)
+    assert removed == (len(source.tokenizer) - len(pruned.tokenizer)) * hidden + \
+        config.num_hidden_layers * (4 * hidden * d + 3 * d)
     assert set(metrics["stages"]) == {"recovery_logit", "finetune"}
     assert (out / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes() == \
         (run / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes()
