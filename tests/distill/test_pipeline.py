@@ -172,6 +172,30 @@ def test_a_resumed_run_reads_the_teacher_scores_instead_of_evaluating_again(tmp_
     assert [e.predictor.model.config.num_hidden_layers for e in evaluated] == [1, 1]
 
 
+def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_it(tmp_path, teacher_dir, monkeypatch):
+    from xdistil.task_data import Evaluator
+
+    first = _config(tmp_path / "first", teacher_dir, "classification", student_layers_from_teacher=(1,),
+                    representation_epochs=0, logit_epochs=1, trim_vocabulary=True)
+    metrics = run_distillation(first)
+    task = tmp_path / "first" / "task"
+    second = DistilConfig.from_settings(
+        str(tmp_path / "second"), task=str(task), task_kind="classification", transfer_file=str(task / "transfer.txt"),
+        pt_teacher_checkpoint=str(first.path / "teacher"),
+        **{**FAST_RUN, "student_layers_from_teacher": (1,), "representation_epochs": 0, "logit_epochs": 1,
+           "trim_vocabulary": True})
+    evaluated = []
+    original = Evaluator.__call__
+    monkeypatch.setattr(Evaluator, "__call__", lambda self, split: evaluated.append(self) or original(self, split))
+    reused = run_distillation(second)
+    assert not (second.path / "teacher").exists()  # the same vocabulary: the first run's teacher as it is
+    assert reused["teacher"]["source"] == str(first.path / "teacher")
+    assert {split: reused["teacher"][split] for split in ("dev", "test")} == \
+        {split: metrics["teacher"][split] for split in ("dev", "test")}
+    # the 1-layer student was scored (every epoch and at the end), the 2-layer teacher never
+    assert evaluated and {e.predictor.model.config.num_hidden_layers for e in evaluated} == {1}
+
+
 def test_roberta_teacher_with_byte_level_bpe(tmp_path):
     """A RoBERTa teacher (BPE needing add_prefix_space for pre-split words, positions offset by the
     padding index, one token type) distils end to end on NER."""

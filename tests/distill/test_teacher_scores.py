@@ -1,6 +1,6 @@
 import json
 
-from xdistil.distill.teacher_scores import TeacherScores, teacher_score_key
+from xdistil.distill.teacher_scores import TeacherScores, scores_beside, teacher_score_key
 
 KEY = teacher_score_key(teacher={"bytes": 3, "head_sha256": "ab"}, task_files={"dev": {"name": "dev.tsv"}},
                         labels=["0", "1"], encoding={"seq_len": 32})
@@ -45,3 +45,23 @@ def test_only_the_writer_records(tmp_path):
     path = tmp_path / "teacher_scores.json"
     TeacherScores(path, KEY, writer=False).get("dev", lambda: {"accuracy": 0.75})
     assert not path.exists()
+
+
+def test_scores_another_run_recorded_for_the_same_key_are_read_and_recorded_here(tmp_path):
+    other = tmp_path / "other" / "cache" / "teacher_scores.json"
+    TeacherScores(other, KEY).get("dev", lambda: {"accuracy": 0.75})
+    path = tmp_path / "run" / "cache" / "teacher_scores.json"
+    calls, evaluate = _evaluations({"accuracy": 0.0})
+    assert TeacherScores(path, KEY, also_read=[other]).get("dev", evaluate) == {"accuracy": 0.75} and not calls
+    assert json.loads(path.read_text())["scores"] == {"dev": {"accuracy": 0.75}}
+    # a split the other run did not score, or another key, is evaluated
+    assert TeacherScores(path, KEY, also_read=[other]).get("test", evaluate) == {"accuracy": 0.0}
+    changed = {**KEY, "labels": ["1", "0"]}
+    assert TeacherScores(tmp_path / "new.json", changed, also_read=[other]).get("dev", evaluate) == {"accuracy": 0.0}
+    assert len(calls) == 2
+
+
+def test_the_scores_of_a_runs_teacher_are_looked_for_in_that_run(tmp_path):
+    (tmp_path / "run" / "teacher").mkdir(parents=True)
+    assert scores_beside(str(tmp_path / "run" / "teacher")) == [tmp_path / "run" / "cache" / "teacher_scores.json"]
+    assert scores_beside("pypi:all_mpnet_base_v2") == []

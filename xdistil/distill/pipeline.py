@@ -19,6 +19,7 @@ import logging
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -29,7 +30,7 @@ from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
 from xdistil.distill.teacher_cache import TeacherLogitCache, teacher_logit_key
-from xdistil.distill.teacher_scores import TeacherScores, teacher_score_key
+from xdistil.distill.teacher_scores import TeacherScores, scores_beside, teacher_score_key
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.distill.vocabulary import trimmed_vocabulary
@@ -155,7 +156,8 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
     teacher_eval = Evaluator(teacher, task, data.labels, config.trainer.eval_batch_size)
     teacher_scores = TeacherScores(config.path / "cache" / "teacher_scores.json", teacher_score_key(
         teacher=checkpoint_fingerprint(teacher_source), task_files=inputs.fingerprints["task_files"],
-        labels=data.labels, encoding=dataclasses.asdict(config.data.encoding)), writer=distribution.is_chief)
+        labels=data.labels, encoding=dataclasses.asdict(config.data.encoding)), writer=distribution.is_chief,
+        also_read=scores_beside(teacher_source))
     metrics = {"metric": task.metric,
                "teacher": {"source": teacher_source, "dev": teacher_scores.get("dev", lambda: teacher_eval(data.dev))}}
     log.info("teacher dev %s %.4f", task.metric, metrics["teacher"]["dev"][task.metric])
@@ -198,6 +200,9 @@ def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTra
     checkpoint = config.teacher.pt_teacher_checkpoint
     with distribution.strategy.scope():
         teacher = load_task_model(checkpoint, task, data.labels)
+        if kept_pieces is not None and np.array_equal(kept_pieces, np.arange(teacher.config.vocab_size)):
+            log.info("teacher %s already has exactly the trimmed vocabulary", checkpoint)
+            kept_pieces = None  # a run's trimmed teacher reused on the same text: no copy
         if kept_pieces is not None:
             teacher = trim_model_vocab(teacher, kept_pieces)
     if has_task_head(checkpoint, task, data.labels):
