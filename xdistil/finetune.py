@@ -80,8 +80,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                                      train_file=finetune.train_file, dev_file=finetune.dev_file,
                                      test_file=finetune.test_file)
     seq_len = finetune.seq_len or source.seq_len
-    if pruning.prune_vocabulary_min_count and task.token_level and (
-            pruning.recovery_logit_epochs or (pruning.prunes_units and pruning.importance_data == "transfer")):
+    if pruning.prune_vocabulary_min_count and task.token_level and pruning.needs_teacher_logits:
         raise ConfigError("prune_vocabulary_min_count", "a token-level task's teacher logits are per sub-word piece "
                                                         "of the teacher's segmentation, which a pruned vocabulary "
                                                         "changes: give --recovery_logit_epochs 0 --importance_data "
@@ -128,8 +127,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                 model, tokenizer, vocabulary = prune_vocabulary(model, tokenizer, texts,
                                                                 pruning.prune_vocabulary_min_count, task.token_level)
             data = encode_task_data(task, labels, splits, tokenizer, encoding)
-        if pruning.active and (pruning.recovery_logit_epochs or
-                               (pruning.prunes_units and pruning.importance_data == "transfer")):
+        if pruning.needs_teacher_logits:
             transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief,
                                         student_tokenizer=tokenizer)
         if pruning.prunes_units:

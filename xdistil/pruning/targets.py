@@ -45,6 +45,12 @@ class PruningConfig(Section):
     def active(self) -> bool:
         return self.prunes_units or bool(self.prune_vocabulary_min_count)
 
+    @property
+    def needs_teacher_logits(self) -> bool:
+        """Whether the teacher's logits of the transfer data are read: for recovery, or to rank units on them."""
+        return self.active and bool(self.recovery_logit_epochs or
+                                    (self.prunes_units and self.importance_data == "transfer"))
+
     def check(self):
         layers = self.drop_layers
         if layers is not None and (list(layers) != sorted(set(layers)) or min(layers, default=0) < 0):
