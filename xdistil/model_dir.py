@@ -83,7 +83,8 @@ class ModelDirectory:
 
     def encode(self, examples, tokenizer=None):
         """Features of `examples` as the student is fed them (with another tokenizer: as that one segments them)."""
-        return self.task.encode(tokenizer or self.tokenizer, examples, self.label2id, self.encoding)[0]
+        return self.task.encode(self.tokenizer if tokenizer is None else tokenizer, examples, self.label2id,
+                                self.encoding)[0]
 
     def read_unlabeled(self, path):
         return self.task.read_unlabeled(path)
