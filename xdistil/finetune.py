@@ -14,7 +14,8 @@ from xdistil.config import (RESUMABLE_SETTINGS, RuntimeConfig, Section, TrainerC
                             saved_run_identity, setting)
 from xdistil.distill.distribution import Distribution
 from xdistil.distill.sources import LabeledSource
-from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss
+from xdistil.distill.stage_losses import (cross_entropy_loss, layer_and_logit_distillation_loss,
+                                          logit_distillation_loss)
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.errors import ConfigError
@@ -25,7 +26,7 @@ from xdistil.models.loading import word_embedding_variable
 from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
-from xdistil.pruning.prune import prune_student
+from xdistil.pruning.prune import prune_student, reference_layer_pairs
 from xdistil.pruning.recovery import run_transfer_reader, teacher_transfer
 from xdistil.pruning.targets import PruningConfig
 from xdistil.pruning.vocabulary import prune_vocabulary, training_texts
@@ -143,11 +144,9 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         if pruning.active:
             dev_pruned = evaluator(data.dev)
             if pruning.recovery_logit_epochs:
-                distillation = record["distillation"]
                 stages["recovery_logit"] = _run_stage(trainer, Stage(
                     name="recovery_logit", model=model, groups=groups, task=task, source=transfer,
-                    compute_loss=logit_distillation_loss(model, task, distillation["logit_loss"],
-                                                         distillation["temperature"]),
+                    compute_loss=_recovery_loss(model, source, pruning, distribution),
                     epochs=pruning.recovery_logit_epochs, learning_rate=pruning.recovery_learning_rate,
                     evaluate=lambda: evaluator(data.dev), metric=task.metric, transform_gradients=masker))
         stages["finetune"] = _run_stage(trainer, Stage(
@@ -187,6 +186,19 @@ def _run_stage(trainer: StageTrainer, stage: Stage) -> dict:
     if trainer.is_done(stage.name):
         stage.model.load_weights(str(trainer.final_weights(stage.name)))
     return trainer.run(stage)
+
+
+def _recovery_loss(model, source: ModelDirectory, pruning: PruningConfig, distribution: Distribution):
+    """Logit distillation against the teacher's cached logits; with --recovery_hidden_weight, plus the hidden-state
+    MSE of each kept layer against the student of `source` as it was before this pruning."""
+    distillation = source.record["distillation"]
+    if not pruning.recovery_hidden_weight:
+        return logit_distillation_loss(model, source.task, distillation["logit_loss"], distillation["temperature"])
+    with distribution.strategy.scope():
+        reference = source.load_tf_model()
+    pairs = reference_layer_pairs(reference.config.num_hidden_layers, pruning.drop_layers or ())
+    return layer_and_logit_distillation_loss(model, reference, pairs, pruning.recovery_hidden_weight, source.task,
+                                             distillation["logit_loss"], distillation["temperature"])
 
 
 def _importance(model, pruning: PruningConfig, transfer, data, task, record: dict, batch_size: int):

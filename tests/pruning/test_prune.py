@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_task, write_tiny_bert
+from conftest import distil_tiny, write_task, write_tiny_bert
 from xdistil.config import TrainerConfig
 from xdistil.errors import ConfigError
 from xdistil.export.student_export import export_student
@@ -12,7 +12,7 @@ from xdistil.finetune import FinetuneConfig, run_finetune
 from xdistil.model_dir import ModelDirectory
 from xdistil.pruning.masks import encoder_layers, layer_denses
 from xdistil.pruning.plan import PruningPlan
-from xdistil.pruning.prune import prune_student
+from xdistil.pruning.prune import prune_student, reference_layer_pairs
 from xdistil.pruning.targets import PruningConfig
 from xdistil.tasks import get_task
 
@@ -124,3 +124,33 @@ def test_pruning_ranked_on_train_needs_no_teacher_logits(distilled_pairwise_dir,
     assert sum(metrics["pruning"]["heads_per_layer"]) == 4 * len(metrics["pruning"]["heads_per_layer"]) - 3
     plan = PruningPlan.read(out / "model")
     assert np.asarray(plan.importance["heads"]).shape == (len(plan.kept_heads), 4)
+
+
+def test_reference_layer_pairs_follow_the_layers_pruning_kept():
+    assert reference_layer_pairs(3, ()) == [(1, 1), (2, 2), (3, 3)]
+    assert reference_layer_pairs(4, (0, 2)) == [(1, 2), (2, 4)]
+
+
+def test_recovery_with_hidden_states_against_the_unpruned_student(tmp_path):
+    """--recovery_hidden_weight: recovery also matches each kept layer's hidden states to the student before
+    pruning (its layers as they were, one dropped here), a loss it adds to the logits'."""
+    source = distil_tiny(tmp_path / "run", "pairwise", student_layers_from_teacher=(0, 1), representation_epochs=0,
+                         finetune_epochs=1)
+    task = write_task(tmp_path / "task", "pairwise", n_train=24, seed=5)
+    trainer = TrainerConfig(batch_size=8, log_every_steps=1)
+    runs = {}
+    for weight in (0.0, 1000.0):
+        out = tmp_path / f"pruned_{weight:g}"
+        targets = PruningConfig(prune_heads=2, drop_layers=(0,), importance_examples=16, recovery_logit_epochs=1,
+                                recovery_hidden_weight=weight)
+        runs[weight] = run_finetune(FinetuneConfig(model_dir=str(source), output_dir=str(out), task=str(task),
+                                                   epochs=1), trainer, pruning=targets)
+    with_hidden, logits_only = runs[1000.0]["stages"]["recovery_logit"], runs[0.0]["stages"]["recovery_logit"]
+    # Same plan, same batches: only the loss differs, by the weighted hidden-state term (positive: the layers were
+    # pruned and shifted by one).
+    assert runs[1000.0]["pruning"] == runs[0.0]["pruning"]
+    assert with_hidden["history"][0]["train_loss"] > logits_only["history"][0]["train_loss"] + 0.1
+    for flags, message in (({"prune_vocabulary_min_count": 2}, "segments"),
+                           ({"recovery_logit_epochs": 0}, "recovery_logit_epochs")):
+        with pytest.raises(ConfigError, match=message):
+            PruningConfig(prune_heads=1, recovery_hidden_weight=1.0, **flags).check()

@@ -49,13 +49,34 @@ def logit_distillation_loss(student, task, loss: str, temperature: float):
 
     def compute(batch, training):
         logits = student(model_inputs(student, batch), training=training).logits
-        mask = task.logit_loss_mask(batch)
-        positions = batch.get("logit_positions")
-        if loss == "kl":
-            value = logit_kl(logits, batch["teacher_logits"], temperature, mask, positions)
-        else:
-            value = logit_mse(logits, batch["teacher_logits"], mask, positions)
+        value = _logit_term(logits, batch, task, loss, temperature)
         return {"loss": value, f"logit_{loss}": value}
+
+    return compute
+
+
+def _logit_term(logits, batch, task, loss: str, temperature: float):
+    mask = task.logit_loss_mask(batch)
+    positions = batch.get("logit_positions")
+    if loss == "kl":
+        return logit_kl(logits, batch["teacher_logits"], temperature, mask, positions)
+    return logit_mse(logits, batch["teacher_logits"], mask, positions)
+
+
+def layer_and_logit_distillation_loss(student, reference, layer_pairs, hidden_weight: float, task, loss: str,
+                                      temperature: float):
+    """Recovery after pruning: the logit loss of `logit_distillation_loss` plus `hidden_weight` times the hidden-state
+    MSE of each student layer against the `reference` model of the same width (the student before it was pruned),
+    averaged over `layer_pairs` (student, reference) of hidden-state indices, on real tokens."""
+
+    def compute(batch, training):
+        out = student(model_inputs(student, batch), output_hidden_states=True, training=training)
+        ref = reference(model_inputs(reference, batch), output_hidden_states=True, training=False)
+        mask, tokens = batch["attention_mask"], batch.get("real_tokens")
+        hidden = tf.add_n([hidden_state_mse(out.hidden_states[s], tf.stop_gradient(ref.hidden_states[r]), mask,
+                                            tokens) for s, r in layer_pairs]) / len(layer_pairs)
+        logit = _logit_term(out.logits, batch, task, loss, temperature)
+        return {"loss": logit + hidden_weight * hidden, f"logit_{loss}": logit, "hidden_mse": hidden}
 
     return compute
 

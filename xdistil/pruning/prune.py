@@ -52,3 +52,11 @@ def prune_student(model, inherited: PruningPlan | None, pruning, plan_path: Path
     log.info("pruned: dropped layers %s, heads per layer %s, neurons per layer %s", summary["dropped_layers"],
              summary["heads_per_layer"], summary["neurons_per_layer"])
     return model, plan
+
+
+def reference_layer_pairs(num_layers: int, dropped) -> list[tuple[int, int]]:
+    """(pruned student, student before pruning) hidden-state indices of each encoder layer of a student of
+    `num_layers` layers that pruning kept when it dropped layers `dropped` (0-based; hidden state 0 is the
+    embedding output, which units pruning leaves as it was)."""
+    kept = [i for i in range(num_layers) if i not in set(dropped)]
+    return [(position + 1, layer + 1) for position, layer in enumerate(kept)]

@@ -35,6 +35,9 @@ class PruningConfig(Section):
                                             "the transfer data, before fine-tuning (0: fine-tuning only).", minimum=0)
     recovery_learning_rate: float = setting(1e-4, "Recovery: peak learning rate of the logit distillation.",
                                             above=0.0)
+    recovery_hidden_weight: float = setting(0.0, "Recovery: add this weight times the hidden-state MSE of each kept "
+                                                 "layer against the student as it was before pruning (same width, "
+                                                 "no projection) to the logit loss (0: logits only).", minimum=0.0)
 
     @property
     def prunes_units(self) -> bool:
@@ -52,6 +55,13 @@ class PruningConfig(Section):
                                     (self.prunes_units and self.importance_data == "transfer"))
 
     def check(self):
+        if self.recovery_hidden_weight and self.prune_vocabulary_min_count:
+            raise ConfigError("recovery_hidden_weight", "compares hidden states token by token with the student "
+                                                        "before pruning, which a pruned vocabulary segments "
+                                                        "differently: give one of --recovery_hidden_weight and "
+                                                        "--prune_vocabulary_min_count")
+        if self.recovery_hidden_weight and not self.recovery_logit_epochs:
+            raise ConfigError("recovery_hidden_weight", "weighs a recovery loss: give --recovery_logit_epochs too")
         layers = self.drop_layers
         if layers is not None and (list(layers) != sorted(set(layers)) or min(layers, default=0) < 0):
             raise ConfigError("drop_layers", f"needs increasing distinct layer indices >= 0, got "
