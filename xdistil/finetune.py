@@ -27,7 +27,7 @@ from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
 from xdistil.pruning.prune import prune_student, reference_layer_pairs
-from xdistil.pruning.recovery import run_transfer_reader, teacher_transfer
+from xdistil.pruning.recovery import recorded_teacher, run_transfer_reader, teacher_transfer
 from xdistil.pruning.targets import PruningConfig
 from xdistil.pruning.vocabulary import prune_vocabulary, training_texts
 from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
@@ -109,6 +109,9 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         payload = {**record, **identity["settings"], "inputs": identity["inputs"], "model_dir": str(out),
                    "data": {**record["data"], "task": finetune.task or record["data"].get("task"), "seq_len": seq_len},
                    "finetuned_from": str(finetune.model_dir), "status": "running"}
+        teacher = recorded_teacher(source)
+        if teacher:  # so a student pruned again from this directory recovers on the same teacher
+            payload["teacher_source"] = teacher
         if distribution.is_chief:
             save_run_config(out, payload)
         tf_keras.utils.set_random_seed(trainer_config.seed)

@@ -1,4 +1,5 @@
 """Pruning a distilled student through run_finetune: ranked, zeroed, recovered, saved, resumed and exported."""
+import dataclasses
 import json
 
 import numpy as np
@@ -105,6 +106,16 @@ def test_pruned_student_recovers_survives_save_load_resume_and_exports_smaller(d
                                 learning_rate=1e-2), trainer)
     assert PruningPlan.read(more / "model") == plan
     _pruned_weights_are_zero(ModelDirectory.load(more).load_tf_model(), plan)
+
+    # Pruned again (iterative pruning): ranked and recovered on the first run's teacher logits, its plan extended.
+    again_pruned = tmp_path / "again"
+    second = run_finetune(FinetuneConfig(model_dir=str(out), output_dir=str(again_pruned), task=str(task),
+                                         epochs=1, learning_rate=1e-3), trainer,
+                          pruning=dataclasses.replace(targets, prune_heads=3))
+    assert second["pruning"]["heads_per_layer"] == [1] and "recovery_logit" in second["stages"]
+    assert set(PruningPlan.read(again_pruned / "model").kept_heads[0]) < set(plan.kept_heads[0])
+    assert (again_pruned / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes() == \
+        (distilled_ner_dir / "cache" / "teacher_logits" / "chunk_000000.npy").read_bytes()
 
     report = export_student(ModelDirectory.load(out))
     assert report["fusion"]["structured_pruning"] == {"heads_per_layer": [2], "neurons_per_layer": [32]}

@@ -56,10 +56,16 @@ class _TeacherOnDemand:
         self._model = self._predictor = None
 
 
-def run_teacher(source) -> str:
-    """The fine-tuned teacher of a model directory's run (its teacher/ or the recorded source)."""
+def recorded_teacher(source) -> str | None:
+    """The fine-tuned teacher of a model directory's run: its teacher/, or the one recorded by the run it was
+    fine-tuned (or pruned) from; None when neither is there."""
     saved = source.path / "teacher"
-    teacher = str(saved) if (saved / "config.json").exists() else source.record.get("teacher_source")
+    return str(saved.resolve()) if (saved / "config.json").exists() else source.record.get("teacher_source")
+
+
+def run_teacher(source) -> str:
+    """The fine-tuned teacher of a model directory's run, which its teacher logits came from."""
+    teacher = recorded_teacher(source)
     if not teacher:
         raise ConfigError("recovery_logit_epochs", f"{source.path} has no teacher/ and records no teacher: give "
                                                    "--recovery_logit_epochs 0 --importance_data train")
@@ -68,13 +74,15 @@ def run_teacher(source) -> str:
 
 def run_transfer_reader(source) -> TransferChunkReader | None:
     """The transfer files of `source`'s run (a ModelDirectory), read in its chunks (without augmented copies);
-    None for a run that had no transfer file of its own."""
+    None for a run that had no transfer file of its own. A directory fine-tuned or pruned from a run carries that
+    run's record of them."""
     record, data = source.record, source.record["data"]
+    paths = record.get("transfer_files")
     files = record.get("inputs", {}).get("transfer")
-    if not isinstance(files, list):
+    if not paths and isinstance(files, list):  # older versions kept the path in each file's fingerprint
+        paths = [entry["path"] for entry in files]
+    if not paths:
         return None
-    # where the run read them: recorded beside the fingerprints (older versions kept the path in each one)
-    paths = record.get("transfer_files") or [entry["path"] for entry in files]
     return TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
 
 
