@@ -31,11 +31,10 @@ def default_teacher_dir(model_dir: str) -> str:
     """<model_dir>/teacher when the run fine-tuned one, else the teacher the run config names."""
     from xdistil.config import read_run_config
     from xdistil.models.loading import resolve_checkpoint
+    from xdistil.pruning.recovery import recorded_teacher
 
-    saved = Path(model_dir) / "teacher"
-    if (saved / "config.json").exists():
-        return str(saved)
-    return resolve_checkpoint(run_teacher(read_run_config(model_dir)))
+    record = read_run_config(model_dir)
+    return recorded_teacher(model_dir, record) or resolve_checkpoint(record["teacher"]["pt_teacher_checkpoint"])
 
 
 def teacher_view(model_dir, teacher_dir: str, seq_len: int | None = None):

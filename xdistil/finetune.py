@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -109,9 +110,9 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         payload = {**record, **identity["settings"], "inputs": identity["inputs"], "model_dir": str(out),
                    "data": {**record["data"], "task": finetune.task or record["data"].get("task"), "seq_len": seq_len},
                    "finetuned_from": str(finetune.model_dir), "status": "running"}
-        teacher = recorded_teacher(source)
+        teacher = recorded_teacher(source.path, record)
         if teacher:  # so a student pruned again from this directory recovers on the same teacher
-            payload["teacher_source"] = teacher
+            payload["teacher_source"] = os.path.abspath(teacher)
         if distribution.is_chief:
             save_run_config(out, payload)
         tf_keras.utils.set_random_seed(trainer_config.seed)

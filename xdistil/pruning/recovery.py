@@ -56,16 +56,16 @@ class _TeacherOnDemand:
         self._model = self._predictor = None
 
 
-def recorded_teacher(source) -> str | None:
-    """The fine-tuned teacher of a model directory's run: its teacher/, or the one recorded by the run it was
-    fine-tuned (or pruned) from; None when neither is there."""
-    saved = source.path / "teacher"
-    return str(saved.resolve()) if (saved / "config.json").exists() else source.record.get("teacher_source")
+def recorded_teacher(model_dir: Path, record: dict) -> str | None:
+    """The fine-tuned teacher of the run in `model_dir` (its run config `record`): its teacher/, or the one recorded
+    by the run it was fine-tuned (or pruned) from; None when neither is there."""
+    saved = Path(model_dir) / "teacher"
+    return str(saved) if (saved / "config.json").exists() else record.get("teacher_source")
 
 
 def run_teacher(source) -> str:
     """The fine-tuned teacher of a model directory's run, which its teacher logits came from."""
-    teacher = recorded_teacher(source)
+    teacher = recorded_teacher(source.path, source.record)
     if not teacher:
         raise ConfigError("recovery_logit_epochs", f"{source.path} has no teacher/ and records no teacher: give "
                                                    "--recovery_logit_epochs 0 --importance_data train")
