@@ -27,7 +27,7 @@ from xdistil.models.loading import word_embedding_variable
 from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
-from xdistil.pruning.prune import prune_student, reference_layer_pairs
+from xdistil.pruning.prune import factorise_embeddings, prune_student, reference_layer_pairs, with_vocabulary_of
 from xdistil.pruning.recovery import recorded_teacher, run_transfer_reader, teacher_transfer
 from xdistil.pruning.targets import PruningConfig
 from xdistil.pruning.vocabulary import prune_vocabulary, training_texts
@@ -73,7 +73,8 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     Frozen word embeddings stay frozen; dev selects the epoch; an interrupted run resumes from
     `output_dir/checkpoints`. With `pruning` targets the student is first pruned (`xdistil.pruning`) and
     recovers by logit distillation against its teacher on its run's transfer data, then fine-tuning; the
-    heads and neurons of a pruned student (its own or inherited) stay zero, and `model/pruning.json` says which.
+    heads and neurons of a pruned student (its own or inherited) stay zero, factorised word embeddings stay
+    frozen, and `model/pruning.json` says which.
     """
     started = time.time()
     source = ModelDirectory.load(finetune.model_dir)
@@ -124,23 +125,28 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         trainer = StageTrainer(trainer_config, runtime, seq_len, distribution, out / "checkpoints", out / "logs")
         before = Evaluator(model, task, labels, trainer_config.eval_batch_size)(data.dev)
         inherited = PruningPlan.read(source.model_path)
-        before_parameters = model.count_params() - (inherited.zeroed_parameters() if inherited else 0)
+        before_parameters = model.count_params() - (inherited.removed_parameters() if inherited else 0)
         plan, transfer, tokenizer, vocabulary = inherited, None, source.tokenizer, None
         if pruning.prune_vocabulary_min_count:
             texts = training_texts(task, splits["train"], run_transfer_reader(source))
             with distribution.strategy.scope():
                 model, tokenizer, vocabulary = prune_vocabulary(model, tokenizer, texts,
                                                                 pruning.prune_vocabulary_min_count, task.token_level)
+            plan = with_vocabulary_of(plan, model)
             data = encode_task_data(task, labels, splits, tokenizer, encoding)
+        if pruning.word_embedding_rank:
+            plan = factorise_embeddings(model, plan, pruning.word_embedding_rank)
         if pruning.needs_teacher_logits:
             transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief,
                                         student_tokenizer=tokenizer)
         if pruning.prunes_units:
             with distribution.strategy.scope():
-                model, plan = prune_student(model, inherited, pruning, out / "checkpoints" / PRUNING_FILE,
+                model, plan = prune_student(model, plan, pruning, out / "checkpoints" / PRUNING_FILE,
                                             lambda pruned: _importance(pruned, pruning, transfer, data, task,
                                                                        source.record, trainer.batch_size))
-        frozen = [word_embedding_variable(model)] if record["student"].get("freeze_word_embedding") else []
+        # Factorised word embeddings stay frozen, so that they stay of their rank.
+        freeze = record["student"].get("freeze_word_embedding") or (plan is not None and plan.word_embedding)
+        frozen = [word_embedding_variable(model)] if freeze else []
         evaluator = Evaluator(model, task, labels, trainer_config.eval_batch_size)
         masker = gradient_masker(model, plan) if plan is not None else None
         groups = unfreezing_groups(model, frozen)
@@ -166,10 +172,10 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
             units = plan or PruningPlan.unpruned(model.config)
             metrics["pruning"] = {**units.summary(), "multiply_adds_per_token": units.multiply_adds_per_token(seq_len),
                                   "parameters": {"before": int(before_parameters),
-                                                 "after": int(model.count_params() - units.zeroed_parameters())}}
+                                                 "after": int(model.count_params() - units.removed_parameters())}}
             if vocabulary is not None:
                 metrics["pruning"]["vocabulary"] = vocabulary
-            log.info("pruned student: %.2fM parameters outside its zeroed units (%.2fM before)",
+            log.info("pruned student: %.2fM parameters as exported (%.2fM before)",
                      metrics["pruning"]["parameters"]["after"] / 1e6, before_parameters / 1e6)
         if data.test is not None:
             metrics["student"]["test"] = evaluator(data.test)

@@ -90,6 +90,6 @@ def test_the_plan_counts_the_weights_it_zeroes(model):
     before = zeros()
     apply_plan(model, plan)
     d = HIDDEN // HEADS
-    assert plan.zeroed_parameters() == (2 + 0 + 3) * (4 * HIDDEN * d + 3 * d) + (0 + 42 + 54) * (2 * HIDDEN + 1)
-    assert zeros() - before == plan.zeroed_parameters()
-    assert PruningPlan.unpruned(model.config).zeroed_parameters() == 0
+    assert plan.removed_parameters() == (2 + 0 + 3) * (4 * HIDDEN * d + 3 * d) + (0 + 42 + 54) * (2 * HIDDEN + 1)
+    assert zeros() - before == plan.removed_parameters()
+    assert PruningPlan.unpruned(model.config).removed_parameters() == 0

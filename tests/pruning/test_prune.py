@@ -165,3 +165,39 @@ def test_recovery_with_hidden_states_against_the_unpruned_student(tmp_path):
                            ({"recovery_logit_epochs": 0}, "recovery_logit_epochs")):
         with pytest.raises(ConfigError, match=message):
             PruningConfig(prune_heads=1, recovery_hidden_weight=1.0, **flags).check()
+
+
+def test_factorised_word_embeddings_stay_frozen_through_recovery_and_export_as_factors(distilled_pairwise_dir,
+                                                                                        tmp_path):
+    from xdistil.models.loading import word_embedding_variable
+    from xdistil.pruning.embedding_rank import factorise_word_embedding, factorised_parameters
+
+    task = write_task(tmp_path / "task", "pairwise", n_train=24, seed=5)
+    out = tmp_path / "factorised"
+    targets = PruningConfig(word_embedding_rank=4, prune_heads=1, importance_examples=16, recovery_logit_epochs=1)
+    metrics = run_finetune(FinetuneConfig(model_dir=str(distilled_pairwise_dir), output_dir=str(out),
+                                          task=str(task), epochs=1, learning_rate=1e-2),
+                           TrainerConfig(batch_size=8), pruning=targets)
+    assert set(metrics["stages"]) == {"recovery_logit", "finetune"}
+    plan = PruningPlan.read(out / "model")
+    vocab, hidden = plan.word_embedding["vocab_size"], plan.original["hidden_size"]
+    assert plan.word_embedding["rank"] == 4 and metrics["pruning"]["word_embedding"] == plan.word_embedding
+    d = hidden // plan.original["num_attention_heads"]
+    layers = len(plan.kept_heads)
+    parameters = metrics["pruning"]["parameters"]
+    assert parameters["before"] - parameters["after"] == \
+        layers * (4 * hidden * d + 3 * d) + factorised_parameters(vocab, hidden, 4)
+
+    # Frozen through both stages (trained at a high rate): still the rank-4 fit of the student it started from.
+    source = ModelDirectory.load(distilled_pairwise_dir).load_tf_model()
+    factorise_word_embedding(source, 4)
+    np.testing.assert_array_equal(word_embedding_variable(ModelDirectory.load(out).load_tf_model()).numpy(),
+                                  word_embedding_variable(source).numpy())
+
+    report = export_student(ModelDirectory.load(out))
+    assert report["fusion"]["word_embedding_factors"] == {"rank": 4, "vocab_size": vocab, "hidden_size": hidden}
+    assert report["parity"]["fp32_vs_tf_max_abs_logit_diff"] <= 1e-4
+    with pytest.raises(ConfigError, match="of rank 4 already"):
+        run_finetune(FinetuneConfig(model_dir=str(out), output_dir=str(tmp_path / "again"), task=str(task),
+                                    epochs=1), TrainerConfig(batch_size=8),
+                     pruning=PruningConfig(word_embedding_rank=6, recovery_logit_epochs=0))

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 
 from xdistil.export.cls_pruning import prune_last_layer_to_cls
+from xdistil.export.embedding_factors import factor_word_embedding_lookup
 from xdistil.export.graph_edit import node_counts_by_type, remove_unused_nodes
 from xdistil.export.rewrites import canonicalize_tf_bert_graph
 from xdistil.export.structured_pruning import remove_pruned_units
@@ -63,9 +64,10 @@ def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, mode
 
     With `pruning` (a PruningPlan), each fused layer keeps only the plan's heads and feed-forward neurons
     ("structured_pruning" in the result: heads and neurons per layer; the zero-masked unfused model is the
-    parity reference). With `cls_only_last_layer` (sequence classifiers, which read position 0 only), the
-    last layer is then computed at that position alone (see `cls_pruning`); "cls_only_last_layer" in the
-    result says whether the graph allowed it. Nodes whose outputs reach no graph output are dropped
+    parity reference), and word embeddings it factorised are looked up in their two factors
+    ("word_embedding_factors": rank and shape; see `embedding_factors`). With `cls_only_last_layer` (sequence
+    classifiers, which read position 0 only), the last layer is then computed at that position alone (see
+    `cls_pruning`); "cls_only_last_layer" in the result says whether the graph allowed it. Nodes whose outputs reach no graph output are dropped
     (`graph_edit.remove_unused_nodes`).
 
     The fused model is checked against the unfused one on random inputs and is not written
@@ -75,10 +77,14 @@ def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, mode
     and "parity_max_abs_diff". The attention mask stays a 2-D 0/1 input, so any padding side works.
     """
     from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
+    from onnxruntime.transformers.onnx_model import OnnxModel
     from onnxruntime.transformers.optimizer import optimize_model
 
     model = onnx.load(str(onnx_path))
     rewrites = canonicalize_tf_bert_graph(model)
+    factors = None
+    if pruning is not None and pruning.word_embedding:
+        factors = factor_word_embedding_lookup(OnnxModel(model), pruning.word_embedding["rank"])
     options = FusionOptions(model_kind)
     options.attention_mask_format = AttentionMaskFormat.AttentionMask
     # It warns that a tf2onnx graph is not "pytorch"; after canonicalization "bert" is right.
@@ -90,7 +96,8 @@ def optimize_for_cpu(onnx_path, out_path, num_heads: int, hidden_size: int, mode
     remove_unused_nodes(optimizer.model)
     # The statistics count the nodes the OnnxModel holds now, so they include cls_pruning's MultiHeadAttention.
     counts = optimizer.get_fused_operator_statistics()
-    counts.update(rewrites=rewrites, structured_pruning=shrunk, cls_only_last_layer=pruned,
+    counts.update(rewrites=rewrites, structured_pruning=shrunk, word_embedding_factors=factors,
+                  cls_only_last_layer=pruned,
                   node_counts=node_counts_by_type(optimizer.model))
 
     def save_checked(tmp):

@@ -2,7 +2,8 @@
 
 Saved as `model/pruning.json` next to the HF weights (so it travels with them and is part of the
 export's fingerprint). A pruned head or neuron is a zero in those weights; the ONNX export cuts it
-out (`xdistil.export.structured_pruning`).
+out (`xdistil.export.structured_pruning`). Word embeddings factorised to a low rank stay one matrix of that
+rank; the export splits it into its two factors (`xdistil.pruning.embedding_rank`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from xdistil.errors import ModelDirectoryError
 from xdistil.io_utils import atomic_write_text
+from xdistil.pruning.embedding_rank import factorised_parameters
 
 PRUNING_FILE = "pruning.json"
 
@@ -25,7 +27,8 @@ class PruningPlan:
     `original` is the architecture before pruning ({"num_hidden_layers", "num_attention_heads",
     "intermediate_size", "hidden_size"}); `dropped_layers` are indices into the original layers;
     `importance` holds the scores the choice was made from ({"heads": [[...]], "neurons": [[...]]},
-    per kept layer), for the record.
+    per kept layer), for the record. `word_embedding` says how the word embeddings were factorised
+    ({"rank", "vocab_size", "hidden_size", "energy_kept"}), None when they were not.
     """
 
     original: dict
@@ -33,6 +36,7 @@ class PruningPlan:
     kept_heads: tuple[tuple[int, ...], ...]
     kept_neurons: tuple[tuple[int, ...], ...]
     importance: dict | None = None
+    word_embedding: dict | None = None
 
     @property
     def head_size(self) -> int:
@@ -60,13 +64,13 @@ class PruningPlan:
     def to_json(self) -> dict:
         return {"original": self.original, "dropped_layers": list(self.dropped_layers),
                 "kept_heads": [list(h) for h in self.kept_heads], "kept_neurons": [list(n) for n in self.kept_neurons],
-                "importance": self.importance}
+                "importance": self.importance, "word_embedding": self.word_embedding}
 
     @classmethod
     def from_json(cls, payload: dict) -> "PruningPlan":
         return cls(dict(payload["original"]), tuple(payload["dropped_layers"]),
                    tuple(tuple(h) for h in payload["kept_heads"]), tuple(tuple(n) for n in payload["kept_neurons"]),
-                   payload.get("importance"))
+                   payload.get("importance"), payload.get("word_embedding"))
 
     def write(self, directory) -> Path:
         path = Path(directory) / PRUNING_FILE
@@ -100,19 +104,23 @@ class PruningPlan:
 
         return {"length": length, "before": count(before), "after": count(after)}
 
-    def zeroed_parameters(self) -> int:
-        """Weights and biases held at zero in the kept layers: per pruned head its query, key and value columns
-        and biases and its output-projection rows; per pruned neuron its W_1 column and bias and its W_2 row.
-        A pruned TF model's count_params() less this is what the pruned model really holds (and exports)."""
+    def removed_parameters(self) -> int:
+        """Parameters a pruned TF model holds that its export does not: the weights and biases held at zero in
+        the kept layers (per pruned head its query, key and value columns and biases and its output-projection
+        rows; per pruned neuron its W_1 column and bias and its W_2 row) and what factorising the word
+        embeddings saves. A pruned TF model's count_params() less this is what the pruned model really holds."""
         hidden, d = self.original["hidden_size"], self.head_size
         heads = sum(self.original["num_attention_heads"] - len(kept) for kept in self.kept_heads)
         neurons = sum(self.original["intermediate_size"] - len(kept) for kept in self.kept_neurons)
-        return heads * (4 * hidden * d + 3 * d) + neurons * (2 * hidden + 1)
+        factorised = factorised_parameters(self.word_embedding["vocab_size"], self.word_embedding["hidden_size"],
+                                           self.word_embedding["rank"]) if self.word_embedding else 0
+        return heads * (4 * hidden * d + 3 * d) + neurons * (2 * hidden + 1) + factorised
 
     def summary(self) -> dict:
         """Heads and neurons kept per layer, and the dropped layers."""
         return {"dropped_layers": list(self.dropped_layers), "heads_per_layer": [len(h) for h in self.kept_heads],
-                "neurons_per_layer": [len(n) for n in self.kept_neurons], "original": self.original}
+                "neurons_per_layer": [len(n) for n in self.kept_neurons], "original": self.original,
+                "word_embedding": self.word_embedding}
 
 
 def _lowest(scores: np.ndarray, count: int, already: set) -> set:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from xdistil.errors import ConfigError
 from xdistil.io_utils import atomic_write_text
+from xdistil.models.loading import word_embedding_variable
+from xdistil.pruning.embedding_rank import factorise_word_embedding
 from xdistil.pruning.masks import apply_plan, drop_encoder_layers
 from xdistil.pruning.plan import PruningPlan, choose_plan
 
@@ -52,6 +54,26 @@ def prune_student(model, inherited: PruningPlan | None, pruning, plan_path: Path
     log.info("pruned: dropped layers %s, heads per layer %s, neurons per layer %s", summary["dropped_layers"],
              summary["heads_per_layer"], summary["neurons_per_layer"])
     return model, plan
+
+
+def factorise_embeddings(model, plan: PruningPlan | None, rank: int) -> PruningPlan:
+    """`plan` (None: the unpruned student) once the word embeddings of `model` are factorised to `rank`."""
+    done = plan.word_embedding["rank"] if plan is not None and plan.word_embedding else None
+    if done is not None and rank >= done:
+        raise ConfigError("word_embedding_rank", f"the student's word embeddings are of rank {done} already: give a "
+                                                 "lower rank, or 0 to keep them")
+    factorised = factorise_word_embedding(model, rank)
+    log.info("word embeddings factorised to rank %d (%d pieces; %.1f%% of their squared singular values kept)", rank,
+             factorised["vocab_size"], 100 * factorised["energy_kept"])
+    return dataclasses.replace(plan or PruningPlan.unpruned(model.config), word_embedding=factorised)
+
+
+def with_vocabulary_of(plan: PruningPlan | None, model) -> PruningPlan | None:
+    """`plan` after the vocabulary of `model` was pruned: factorised word embeddings lost the rows it dropped."""
+    if plan is None or not plan.word_embedding:
+        return plan
+    return dataclasses.replace(plan, word_embedding={**plan.word_embedding,
+                                                     "vocab_size": int(word_embedding_variable(model).shape[0])})
 
 
 def reference_layer_pairs(num_layers: int, dropped) -> list[tuple[int, int]]:

@@ -27,6 +27,10 @@ class PruningConfig(Section):
                                                  "text and its run's transfer text, with their embedding rows (0: keep "
                                                  "all). Single-character pieces stay, so a word whose piece went is "
                                                  "segmented into smaller pieces, not the unknown token.", minimum=0)
+    word_embedding_rank: int = setting(0, "Factorise the student's word embeddings to this rank (their SVD): "
+                                          "vocabulary x rank + rank x hidden parameters instead of vocabulary x "
+                                          "hidden, every word piece kept. They stay frozen from then on (0: as "
+                                          "they are).", minimum=0)
     importance_data: str = setting("transfer", "Rank heads and neurons by the loss against the teacher's logits on "
                                                "the run's transfer data (no labels), or by cross-entropy on train.",
                                    choices=IMPORTANCE_DATA)
@@ -46,7 +50,7 @@ class PruningConfig(Section):
 
     @property
     def active(self) -> bool:
-        return self.prunes_units or bool(self.prune_vocabulary_min_count)
+        return self.prunes_units or bool(self.prune_vocabulary_min_count or self.word_embedding_rank)
 
     @property
     def needs_teacher_logits(self) -> bool:
