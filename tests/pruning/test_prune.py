@@ -201,3 +201,13 @@ def test_factorised_word_embeddings_stay_frozen_through_recovery_and_export_as_f
         run_finetune(FinetuneConfig(model_dir=str(out), output_dir=str(tmp_path / "again"), task=str(task),
                                     epochs=1), TrainerConfig(batch_size=8),
                      pruning=PruningConfig(word_embedding_rank=6, recovery_logit_epochs=0))
+
+    # Its vocabulary pruned afterwards: the rows go, the rest stay factorised (still frozen, still rank 4).
+    fewer = tmp_path / "fewer_pieces"
+    run_finetune(FinetuneConfig(model_dir=str(out), output_dir=str(fewer), task=str(task), epochs=1,
+                                learning_rate=1e-2), TrainerConfig(batch_size=8),
+                 pruning=PruningConfig(prune_vocabulary_min_count=1, recovery_logit_epochs=1))
+    pieces = len(ModelDirectory.load(fewer).tokenizer)
+    assert pieces < vocab and PruningPlan.read(fewer / "model").word_embedding["vocab_size"] == pieces
+    factors = export_student(ModelDirectory.load(fewer))["fusion"]["word_embedding_factors"]
+    assert factors == {"rank": 4, "vocab_size": pieces, "hidden_size": hidden}
