@@ -1,9 +1,15 @@
-"""Dead-node removal and node counts on hand-built graphs."""
+"""Dead-node removal and node counts on hand-built graphs; table lookups in real exports."""
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.transformers.onnx_model import OnnxModel
 
-from xdistil.export.graph_edit import node_counts_by_type, remove_unused_nodes
+from conftest import write_tiny_bert
+from xdistil.export.fusion import _probe_features
+from xdistil.export.graph_edit import constant, node_counts_by_type, remove_unused_nodes, table_lookups
+from xdistil.export.onnx_export import export_to_onnx
+from xdistil.tasks import get_task
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
 
@@ -49,3 +55,19 @@ def test_dead_branch_is_removed_and_outputs_stay_identical():
 def test_node_counts_by_type():
     assert node_counts_by_type(_model_with_dead_branch()) == {
         "Cast": 1, "Expand": 1, "Gather": 1, "MatMul": 1, "Range": 1, "Relu": 1, "Shape": 1, "Unsqueeze": 1}
+
+
+def test_table_lookups_find_the_word_embeddings_of_int32_and_int64_exports(tmp_path):
+    """An int64 export casts input_ids before the lookup; the table is found either way, so the fusion parity
+    probe draws ids from the whole vocabulary."""
+    path = write_tiny_bert(tmp_path / "m", labels=["a", "b"])
+    model = get_task("classification").model_class().from_pretrained(str(path))
+    vocab = model.config.vocab_size
+    for int64_inputs in (False, True):
+        raw = tmp_path / f"raw_{int64_inputs}.onnx"
+        export_to_onnx(model, raw, int64_inputs=int64_inputs)
+        proto = onnx.load(str(raw))
+        m = OnnxModel(proto)
+        assert [constant(m, node.input[0]).shape for node in table_lookups(m, "input_ids")] == [(vocab, 32)]
+        ids = _probe_features(proto)["input_ids"]
+        assert 2 < ids.max() < vocab

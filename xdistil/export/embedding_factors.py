@@ -13,22 +13,13 @@ from __future__ import annotations
 
 from onnx import helper
 
-from xdistil.export.graph_edit import add_initializer, constant
+from xdistil.export.graph_edit import add_initializer, constant, table_lookups
 from xdistil.pruning.embedding_rank import word_embedding_factors
 
 
 def word_lookup(m, input_ids: str = "input_ids"):
-    """The Gather of a constant table indexed by `input_ids` (or a Cast of it) in `m` (an onnxruntime OnnxModel)."""
-    output_name_to_node = m.output_name_to_node()
-
-    def reads_input_ids(name):
-        node = output_name_to_node.get(name)
-        while node is not None and node.op_type == "Cast":
-            name, node = node.input[0], output_name_to_node.get(node.input[0])
-        return name == input_ids
-
-    found = [node for node in m.get_nodes_by_op_type("Gather")
-             if constant(m, node.input[0]) is not None and reads_input_ids(node.input[1])]
+    """The Gather of the word-embedding table by `input_ids` in `m` (an onnxruntime OnnxModel)."""
+    found = table_lookups(m, input_ids)
     if len(found) != 1:
         raise ValueError(f"word-embedding factors: expected one Gather of a table by {input_ids}, found {len(found)}")
     return found[0]

@@ -14,7 +14,7 @@ import onnx
 
 from xdistil.export.cls_pruning import prune_last_layer_to_cls
 from xdistil.export.embedding_factors import factor_word_embedding_lookup
-from xdistil.export.graph_edit import node_counts_by_type, remove_unused_nodes
+from xdistil.export.graph_edit import constant, node_counts_by_type, remove_unused_nodes, table_lookups
 from xdistil.export.rewrites import canonicalize_tf_bert_graph
 from xdistil.export.structured_pruning import remove_pruned_units
 from xdistil.io_utils import atomic_write_via
@@ -24,10 +24,11 @@ GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
 
 def _probe_features(model: onnx.ModelProto, seq_len: int = 16, seed: int = 0) -> dict:
     """Three rows of random ids below the word-embedding size: unpadded, right- and left-padded."""
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    vocab = min((initializers[node.input[0]].dims[0] for node in model.graph.node
-                 if node.op_type == "Gather" and node.input[1] == "input_ids"
-                 and node.input[0] in initializers), default=2)
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    wrapped = OnnxModel(model)
+    vocab = min((constant(wrapped, node.input[0]).shape[0] for node in table_lookups(wrapped, "input_ids")),
+                default=2)
     rng = np.random.default_rng(seed)
     positions = np.arange(seq_len)
     rows = [positions < seq_len, positions < seq_len // 2, positions >= seq_len // 3]

@@ -27,6 +27,21 @@ def int64_vector(m, name_hint, values) -> str:
     return add_initializer(m, name_hint, np.asarray(values, dtype=np.int64))
 
 
+def table_lookups(m, indices: str) -> list:
+    """The Gathers of a constant table in `m` indexed by the graph input `indices`, directly or through Casts
+    (an export with int64 inputs casts its ids before the lookup)."""
+    output_name_to_node = m.output_name_to_node()
+
+    def reads(name):
+        node = output_name_to_node.get(name)
+        while node is not None and node.op_type == "Cast":
+            name, node = node.input[0], output_name_to_node.get(node.input[0])
+        return name == indices
+
+    return [node for node in m.get_nodes_by_op_type("Gather")
+            if constant(m, node.input[0]) is not None and reads(node.input[1])]
+
+
 def is_scalar(value, expected=None, tol=1e-6) -> bool:
     """True if `value` (an array or None) holds one element, equal to `expected` within `tol` if given."""
     return (value is not None and value.size == 1
