@@ -34,7 +34,7 @@ def default_teacher_dir(model_dir: str) -> str:
     from xdistil.pruning.recovery import recorded_teacher
 
     record = read_run_config(model_dir)
-    return recorded_teacher(model_dir, record) or resolve_checkpoint(record["teacher"]["pt_teacher_checkpoint"])
+    return recorded_teacher(model_dir, record) or resolve_checkpoint(run_teacher(record))
 
 
 def teacher_view(model_dir, teacher_dir: str, seq_len: int | None = None):

@@ -11,6 +11,8 @@ from xdistil.errors import ConfigError
 from xdistil.export.student_export import export_student
 from xdistil.finetune import FinetuneConfig, run_finetune
 from xdistil.model_dir import ModelDirectory
+from xdistil.models.loading import word_embedding_variable
+from xdistil.pruning.embedding_rank import factorise_word_embedding, factorised_parameters
 from xdistil.pruning.masks import encoder_layers, layer_denses
 from xdistil.pruning.plan import PruningPlan
 from xdistil.pruning.prune import prune_student, reference_layer_pairs
@@ -169,9 +171,6 @@ def test_recovery_with_hidden_states_against_the_unpruned_student(tmp_path):
 
 def test_factorised_word_embeddings_stay_frozen_through_recovery_and_export_as_factors(distilled_pairwise_dir,
                                                                                         tmp_path):
-    from xdistil.models.loading import word_embedding_variable
-    from xdistil.pruning.embedding_rank import factorise_word_embedding, factorised_parameters
-
     task = write_task(tmp_path / "task", "pairwise", n_train=24, seed=5)
     out = tmp_path / "factorised"
     targets = PruningConfig(word_embedding_rank=4, prune_heads=1, importance_examples=16, recovery_logit_epochs=1)
