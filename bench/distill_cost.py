@@ -28,7 +28,7 @@ import time
 
 from absl import app, flags, logging
 
-from bench.common import RESULTS_DIR, base_config, load_average, read_json, write_result
+from bench.common import RESULTS_DIR, base_config, load_average, read_json, run_teacher, write_result
 
 FLAGS = flags.FLAGS
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -182,9 +182,19 @@ def measure_timing(base_model_dir: str, work_dir: Path, *, lines: int, represent
                    logit_epochs: int, finetune_epochs: int, side_by_side: bool = True,
                    keep_work_dir: bool = False) -> dict:
     """The same run with the teacher-logit cache on and off; per-stage seconds and peak RSS of each."""
+    from xdistil.config import read_run_config
+    from xdistil.models.loading import resolve_checkpoint
+
     cpus = sorted(os.sched_getaffinity(0))
     side_by_side = side_by_side and len(cpus) >= 2
+    # The base run's teacher through a link of its own, with no run's cache beside it: the cache_on run computes
+    # the teacher's logits, as a fresh run does, instead of copying the base run's.
+    teacher = work_dir / "teacher"
+    if not teacher.exists():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        teacher.symlink_to(Path(resolve_checkpoint(run_teacher(read_run_config(base_model_dir)))).resolve())
     configs = {mode: base_config(base_model_dir, work_dir / f"timing_{mode}", teacher_logit_cache=cached,
+                                 pt_teacher_checkpoint=str(teacher),
                                  max_transfer_lines=lines, representation_epochs=representation_epochs,
                                  logit_epochs=logit_epochs, finetune_epochs=finetune_epochs)
                for mode, cached in (("cache_on", True), ("cache_off", False))}
@@ -204,6 +214,7 @@ def measure_timing(base_model_dir: str, work_dir: Path, *, lines: int, represent
                                      "pt_student_checkpoint", "pt_student_layers", "max_transfer_lines", "seq_len",
                                      "batch_size", "eval_batch_size",
                                      "representation_epochs", "logit_epochs", "finetune_epochs")}
+    settings["pt_teacher_checkpoint"] = str(teacher.resolve())  # not the link
     return {"settings": settings, "side_by_side": side_by_side, "runs": runs, "seconds": seconds,
             "off_over_on": round(runs["cache_off"]["wall_seconds"] / runs["cache_on"]["wall_seconds"], 3),
             "off_over_on_cpu": round(runs["cache_off"]["cpu_seconds"] / runs["cache_on"]["cpu_seconds"], 3)}
@@ -223,6 +234,7 @@ def repeated_transfer_file(source: str, lines: int, path: Path) -> Path:
 def measure_memory(base_model_dir: str, work_dir: Path, line_counts: list[int]) -> dict:
     from tests.conftest import write_tiny_bert  # the tests' tiny random BERT, saved like a user's checkpoint
     from xdistil.config import read_run_config
+    from xdistil.distill.teacher_cache import CACHE_DIR
 
     teacher = write_tiny_bert(work_dir / "tiny_teacher")
     run = read_run_config(base_model_dir)["data"]
@@ -239,7 +251,7 @@ def measure_memory(base_model_dir: str, work_dir: Path, line_counts: list[int]) 
                              eval_batch_size=FLAGS.memory_batch_size, distil_chunk_size=FLAGS.memory_chunk_size,
                              max_transfer_lines=None, log_every_steps=200, checkpoint_every_steps=1000)
         result = run_measured(config, work_dir, f"memory_{lines}")
-        cache = model_dir / "cache" / "teacher_logits"
+        cache = model_dir / CACHE_DIR
         result.update(transfer_file_mb=round(transfer.stat().st_size / 1e6, 1),
                       teacher_logit_cache_mb=round(sum(p.stat().st_size for p in cache.glob("*.npy")) / 1e6, 1))
         runs[str(lines)] = result

@@ -68,6 +68,10 @@ def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, 
       "compress_word_embedding": True}, "--compress_word_embedding", "larger than the teacher's 32"),
     ({"hidden_size": 64}, "--hidden_size", "wider than the teacher's 32"),
     ({"hidden_size": 16, "num_attention_heads": 4}, "--num_attention_heads", "multiple of the teacher's head size 8"),
+    ({"student_layers_from_teacher": None, "pt_student_checkpoint": "TEACHER", "hidden_size": 64}, "--hidden_size",
+     "wider than the student checkpoint's 32"),
+    ({"student_layers_from_teacher": None, "pt_student_checkpoint": "TEACHER", "hidden_size": 16,
+      "num_attention_heads": 4}, "--num_attention_heads", "multiple of the student checkpoint's head size 8"),
 ])
 def test_inputs_are_checked_against_the_models_configs(inputs, tmp_path, settings, flag, message):
     with pytest.raises(ConfigError, match=message) as caught:
@@ -91,6 +95,19 @@ def test_a_copy_of_teacher_layers_needs_an_architecture_it_can_be_cut_into(input
     assert caught.value.flag == "--student_architecture"
     check_distillation(_config(inputs, tmp_path, pt_teacher_checkpoint=str(write_tiny_mpnet(tmp_path / "ok")),
                                student_architecture="bert", hidden_size=16))
+
+
+def test_only_a_bert_family_student_checkpoint_is_narrowed(inputs, tmp_path):
+    from conftest import write_tiny_mpnet
+
+    student = write_tiny_mpnet(tmp_path / "mpnet")
+    with pytest.raises(ConfigError, match="narrows a BERT-family --pt_student_checkpoint .*this one is a mpnet") as \
+            caught:
+        check_distillation(_config(inputs, tmp_path, student_layers_from_teacher=None,
+                                   pt_student_checkpoint=str(student), compress_word_embedding=True, hidden_size=16))
+    assert caught.value.flag == "--hidden_size"
+    check_distillation(_config(inputs, tmp_path, student_layers_from_teacher=None, pt_student_checkpoint="TEACHER",
+                               hidden_size=16, intermediate_size=24))
 
 
 def test_an_empty_teacher_directory_is_named(inputs, tmp_path):

@@ -180,18 +180,20 @@ class StudentConfig(Section):
     pt_student_layers: tuple[int, ...] | None = setting(
         None, "Keep only these layers of the --pt_student_checkpoint, 0-based: 1,3,5 (a shallower student that "
               "starts from the checkpoint's weights).")
-    hidden_size: int | None = setting(None, "Student from scratch: hidden size. With --student_layers_from_teacher: "
-                                            "narrow the copied layers to this width (the most active channels).",
-                                      minimum=1)
+    hidden_size: int | None = setting(None, "Student from scratch: hidden size. With --student_layers_from_teacher "
+                                            "or --pt_student_checkpoint: narrow the copied layers (or the "
+                                            "checkpoint) to this width (the most active channels).", minimum=1)
     num_hidden_layers: int | None = setting(None, "Student from scratch: layers.", minimum=1)
     num_attention_heads: int | None = setting(None, "Student from scratch: attention heads. With "
-                                                    "--student_layers_from_teacher: the most active heads kept per "
-                                                    "layer (default: --hidden_size / the teacher's head size).",
+                                                    "--student_layers_from_teacher or --pt_student_checkpoint: the "
+                                                    "most active heads kept per layer (default: --hidden_size / the "
+                                                    "head size of what is narrowed).",
                                               minimum=1)
     intermediate_size: int | None = setting(None, "Student from scratch: feed-forward size (default 4 x hidden; "
                                                   "started from teacher layers: the teacher's ratio). "
-                                                  "With --student_layers_from_teacher: the most active neurons kept per "
-                                                  "layer (default: the teacher's, scaled with the width).", minimum=1)
+                                                  "With --student_layers_from_teacher or --pt_student_checkpoint: the "
+                                                  "most active neurons kept per layer (default: those of what is "
+                                                  "narrowed, scaled with the width).", minimum=1)
     student_architecture: str = setting(
         "teacher", "Student from scratch or from teacher layers: the teacher's architecture, or BERT (plain "
                    "absolute positions, which the fused int8 ONNX export serves fastest; for an MPNet, XLM-R or other "
@@ -225,16 +227,18 @@ class StudentConfig(Section):
 
     @property
     def narrowing_sizes(self) -> dict | None:
-        """The sizes given for a narrowed copy of teacher layers (None when the copy keeps the teacher's width)."""
-        if self.student_layers_from_teacher is None:
+        """The sizes given for a narrowed copy of teacher layers or of the --pt_student_checkpoint (None when the
+        copy keeps their width)."""
+        if self.from_scratch:
             return None
         sizes = {key: value for key, value in self.from_scratch_sizes.items()
                  if key != "num_hidden_layers" and value is not None}
         return sizes or None
 
     @property
-    def may_cut_teacher_layers(self) -> bool:
-        """Whether the student may be a narrowed copy of teacher layers (which ranks the teacher's units on rows)."""
+    def may_narrow(self) -> bool:
+        """Whether the student may be a narrowed copy of teacher layers or of its checkpoint (which ranks units on
+        rows)."""
         return bool(self.narrowing_sizes) or (self.from_scratch and self.student_init == "teacher")
 
     @property
@@ -255,6 +259,8 @@ class StudentConfig(Section):
                 (["student_architecture"] if self.student_architecture != "teacher" else [])
         if self.student_layers_from_teacher is not None:
             given = [name for name in given if name == "num_hidden_layers"]
+        if self.pt_student_checkpoint is not None:  # the sizes narrow it; --pt_student_layers keeps layers
+            given = [name for name in given if name in ("num_hidden_layers", "student_architecture")]
         if not self.from_scratch and given:
             raise ConfigError(given[0], "sets a student from scratch, which --pt_student_checkpoint and "
                                         "--student_layers_from_teacher exclude")

@@ -16,7 +16,7 @@ from xdistil.data.transfer import ExamplesChunkReader, TransferChunkReader, tran
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.errors import ConfigError, InputFileError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, small_file_fingerprint
-from xdistil.models.bert_conversion import cut_architecture_problem
+from xdistil.models.bert_conversion import BERT_FAMILY, cut_architecture_problem
 from xdistil.models.loading import CheckpointError, load_config, load_tokenizer, max_sequence_length, resolve_checkpoint
 from xdistil.models.student import check_vocabulary_matches
 from xdistil.pruning.width import width_targets
@@ -152,6 +152,12 @@ def _check_student(config, teacher_config, tokenizer) -> int:
             except CheckpointError as error:
                 raise ConfigError("pt_student_checkpoint", f"{error.where}: {error.what}") from None
         width, layers = student_config.hidden_size, student_config.num_hidden_layers
+        if student.narrowing_sizes:
+            if student_config.model_type not in BERT_FAMILY:
+                raise ConfigError("hidden_size", f"narrows a BERT-family --pt_student_checkpoint ("
+                                                 f"{', '.join(BERT_FAMILY)}); this one is a "
+                                                 f"{student_config.model_type}")
+            width = width_targets(student_config, **student.narrowing_sizes, source="student checkpoint")["hidden_size"]
         if student.pt_student_layers is not None:
             _check_layers_exist("pt_student_layers", student.pt_student_layers, layers, "--pt_student_checkpoint")
             layers = len(student.pt_student_layers)

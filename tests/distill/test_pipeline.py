@@ -172,7 +172,10 @@ def test_a_resumed_run_reads_the_teacher_scores_instead_of_evaluating_again(tmp_
     assert [e.predictor.model.config.num_hidden_layers for e in evaluated] == [1, 1]
 
 
-def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_it(tmp_path, teacher_dir, monkeypatch):
+def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_nor_runs_it(tmp_path, teacher_dir,
+                                                                                          monkeypatch):
+    """Its dev and test scores, and its logits of the same transfer data, are the first run's."""
+    from xdistil.inference.predict import TFPredictor
     from xdistil.task_data import Evaluator
 
     first = _config(tmp_path / "first", teacher_dir, "classification", student_layers_from_teacher=(1,),
@@ -184,11 +187,20 @@ def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_it
         pt_teacher_checkpoint=str(first.path / "teacher"),
         **{**FAST_RUN, "student_layers_from_teacher": (1,), "representation_epochs": 0, "logit_epochs": 1,
            "trim_vocabulary": True})
-    evaluated = []
+    evaluated, predicted = [], []
     original = Evaluator.__call__
     monkeypatch.setattr(Evaluator, "__call__", lambda self, split: evaluated.append(self) or original(self, split))
+    original_logits = TFPredictor.logits
+    monkeypatch.setattr(TFPredictor, "logits", lambda self, *args, **kwargs: predicted.append(self.model) or
+                        original_logits(self, *args, **kwargs))
     reused = run_distillation(second)
     assert not (second.path / "teacher").exists()  # the same vocabulary: the first run's teacher as it is
+    assert {m.config.num_hidden_layers for m in predicted} <= {1}  # the teacher's logits were copied
+    logits = sorted((first.path / "cache" / "teacher_logits").glob("chunk_*.npy"))
+    assert logits and [p.name for p in logits] == \
+        [p.name for p in sorted((second.path / "cache" / "teacher_logits").glob("chunk_*.npy"))]
+    for chunk in logits:
+        np.testing.assert_array_equal(np.load(chunk), np.load(second.path / "cache" / "teacher_logits" / chunk.name))
     assert reused["teacher"]["source"] == str(first.path / "teacher")
     assert {split: reused["teacher"][split] for split in ("dev", "test")} == \
         {split: metrics["teacher"][split] for split in ("dev", "test")}

@@ -164,6 +164,50 @@ def test_a_pretrained_student_keeps_only_the_given_layers(teacher_dir, teacher):
     assert caught.value.flag == "--pt_student_layers"
 
 
+def test_a_pretrained_student_is_narrowed_to_its_most_active_units(teacher_dir, teacher):
+    """Narrowing every layer of a checkpoint is the narrowed copy of those layers: the same sub-matrices."""
+    tokenizer = load_tokenizer(str(teacher_dir))
+    config = _config(teacher_dir, pt_student_checkpoint=str(teacher_dir), hidden_size=16, intermediate_size=24)
+    assert config.narrowing_sizes == {"hidden_size": 16, "intermediate_size": 24}
+    student, start = build_student(config, NER, teacher, tokenizer, LABELS, calibration=_calibration())
+    assert start == {"from": "checkpoint", "checkpoint": str(teacher_dir), "layers": None,
+                     "vocabulary_remapped": False,
+                     "narrowed_to": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 24}}
+    assert (student.config.hidden_size, student.config.num_attention_heads, student.config.intermediate_size,
+            student.config.num_hidden_layers) == (16, 2, 24, 4)
+    cut, _ = build_student(_config(teacher_dir, student_layers_from_teacher=(0, 1, 2, 3), hidden_size=16,
+                                   intermediate_size=24), NER, teacher, tokenizer, LABELS, calibration=_calibration())
+    assert [w.name.split("/", 1)[1] for w in student.weights] == [w.name.split("/", 1)[1] for w in cut.weights]
+    for mine, theirs in zip(student.weights, cut.weights):
+        if "classifier" not in mine.name:  # the checkpoint has no NER head: the student's is new
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    kept = [np.flatnonzero((word_embedding_variable(teacher).numpy() == column[:, None]).all(axis=0))
+            for column in word_embedding_variable(student).numpy().T]
+    assert all(len(k) == 1 for k in kept) and [k[0] for k in kept] == sorted(k[0] for k in kept)  # teacher columns
+
+    shallow, start = build_student(_config(teacher_dir, pt_student_checkpoint=str(teacher_dir),
+                                           pt_student_layers=(1, 3), num_attention_heads=1),
+                                   NER, teacher, tokenizer, LABELS, calibration=_calibration())
+    assert (shallow.config.hidden_size, shallow.config.num_attention_heads, shallow.config.num_hidden_layers) == \
+        (8, 1, 2) and start["layers"] == [1, 3]
+    with pytest.raises(ValueError, match="student checkpoint layers needs rows"):
+        build_student(config, NER, teacher, tokenizer, LABELS)
+    with pytest.raises(ConfigError, match="wider than the student checkpoint's 32") as caught:
+        build_student(_config(teacher_dir, pt_student_checkpoint=str(teacher_dir), hidden_size=40), NER, teacher,
+                      tokenizer, LABELS, calibration=_calibration())
+    assert caught.value.flag == "--hidden_size"
+
+
+def test_a_pretrained_student_is_narrowed_but_not_deepened_or_rebuilt():
+    for flags, flag in [({"num_hidden_layers": 2}, "--num_hidden_layers"),
+                        ({"student_architecture": "bert"}, "--student_architecture")]:
+        with pytest.raises(ConfigError, match="exclude") as caught:
+            StudentConfig(pt_student_checkpoint="x", hidden_size=16, **flags)
+        assert caught.value.flag == flag
+    assert StudentConfig(pt_student_checkpoint="x").narrowing_sizes is None
+    assert StudentConfig(pt_student_checkpoint="x", num_attention_heads=2).may_narrow
+
+
 def test_student_from_scratch_with_compressed_embeddings(teacher_dir, teacher):
     tokenizer = load_tokenizer(str(teacher_dir))
     config = _config(teacher_dir, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

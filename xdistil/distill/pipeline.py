@@ -29,7 +29,7 @@ from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
-from xdistil.distill.teacher_cache import TeacherLogitCache, teacher_logit_key
+from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, logits_beside, teacher_logit_key
 from xdistil.distill.teacher_scores import TeacherScores, scores_beside, teacher_score_key
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
@@ -132,8 +132,8 @@ def _distil_general(config: DistilConfig, inputs: DistillationInputs, kept_piece
 
     reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
     transfer = TransferSource(reader, encode_chunk, teacher=None).without_logits()
-    calibration = (encode_chunk(next(reader.chunks(0))[1][:CALIBRATION_ROWS])  # the rows a cut ranks units on
-                   if config.student.may_cut_teacher_layers else None)
+    calibration = (encode_chunk(next(reader.chunks(0))[1][:CALIBRATION_ROWS])  # what a narrowed copy ranks units on
+                   if config.student.may_narrow else None)
     with distribution.strategy.scope():
         student, start = build_student(config.student, task, teacher, inputs.tokenizer, [], calibration)
     log.info("general distillation: student of %.1fM parameters", student.count_params() / 1e6)
@@ -280,7 +280,8 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
             encoding=dataclasses.asdict(settings.encoding), max_transfer_lines=settings.max_transfer_lines,
             max_train_examples=settings.max_train_examples if own_text else None)
         # The chief checks the key (a stale cache is deleted) before any worker writes to it.
-        cache = TeacherLogitCache(config.path / "cache" / "teacher_logits", key, owner=distribution.is_chief)
+        cache = TeacherLogitCache(config.path / CACHE_DIR, key, owner=distribution.is_chief,
+                                  also_read=logits_beside(teacher_source))
         distribution.barrier()
     transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.trainer.eval_batch_size), cache)
     for callback in callbacks:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from xdistil.fingerprints import comparable_fingerprint
 from xdistil.io_utils import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
+
+CACHE_DIR = Path("cache") / "teacher_logits"  # in a run's model directory
 
 
 def teacher_logit_key(*, teacher: str, transfer: list, augmentation: dict, train, seq_len: int, chunk_size: int,
@@ -32,18 +35,28 @@ def saved_key(directory: str | Path) -> dict | None:
     return comparable_fingerprint(json.loads(meta.read_text())) if meta.exists() else None
 
 
+def logits_beside(teacher_source: str) -> list[Path]:
+    """Where another run may have cached logits of the teacher at `teacher_source`: a run's fine-tuned teacher is
+    `<run>/teacher`, its cache `<run>/cache/teacher_logits`."""
+    teacher = Path(teacher_source)
+    return [teacher.parent / CACHE_DIR] if teacher.is_dir() else []
+
+
 class TeacherLogitCache:
     """One memory-mapped float16 .npy per transfer chunk, valid only for the `key` it was made with.
 
     The key names everything the logits depend on (teacher, transfer file, tokenization settings);
-    a cache made under another key is deleted rather than trusted.
+    a cache made under another key is deleted rather than trusted. Chunks it lacks are copied from the
+    caches `also_read` that were made with the same key (another run's, of the same teacher and transfer data).
     """
 
-    def __init__(self, directory: str | Path, key: dict, owner: bool = True):
+    def __init__(self, directory: str | Path, key: dict, owner: bool = True, also_read=()):
         self.directory = Path(directory)
         self.key = key
         if owner:  # other workers open the cache the chief has checked
             self._check_key()
+            for other in also_read:
+                self._take_chunks(Path(other))
 
     def _check_key(self):
         saved = saved_key(self.directory)
@@ -52,6 +65,18 @@ class TeacherLogitCache:
             shutil.rmtree(self.directory)
         if saved != self.key:
             atomic_write_json(self.directory / "meta.json", self.key)
+
+    def _take_chunks(self, other: Path) -> None:
+        if other.resolve() == self.directory.resolve() or saved_key(other) != self.key:
+            return
+        taken = [chunk for chunk in sorted(other.glob("chunk_*.npy")) if not (self.directory / chunk.name).exists()]
+        for chunk in taken:  # each whole or not at all
+            partial = self.directory / f".tmp.{chunk.name}"
+            shutil.copyfile(chunk, partial)
+            os.replace(partial, self.directory / chunk.name)
+        if taken:
+            log.info("teacher logits of %d chunks taken from %s (made with the same teacher and transfer data)",
+                     len(taken), other)
 
     def _path(self, chunk_index: int) -> Path:
         return self.directory / f"chunk_{chunk_index:06d}.npy"

@@ -22,11 +22,11 @@ from xdistil.inference.predict import ONNXPredictor, TFPredictor, batch_arrays
 from xdistil.io_utils import atomic_write_json
 from xdistil.fingerprints import file_sha256
 from xdistil.model_dir import EXPORT_REPORT, ModelDirectory
+from xdistil.models.bert_conversion import BERT_FAMILY
 from xdistil.pruning.plan import PruningPlan
 
 log = logging.getLogger(__name__)
 
-BERT_FAMILY = ("bert", "electra", "roberta", "xlm-roberta", "camembert")
 PARITY_TOLERANCE = 1e-4
 QUANTIZABLE_OPS = ("MatMul", "Attention", "Gemm", "EmbedLayerNormalization")
 RAW_FILE = "model.tf2onnx.onnx"

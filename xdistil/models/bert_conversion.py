@@ -19,6 +19,7 @@ import numpy as np
 
 from xdistil.models.loading import max_sequence_length
 
+BERT_FAMILY = ("bert", "electra", "roberta", "xlm-roberta", "camembert")  # BERT's layers, under BERT's names
 CONVERTIBLE = ("mpnet",)
 
 _RENAMES = (("attention/attn/q/", "attention/self/query/"), ("attention/attn/k/", "attention/self/key/"),

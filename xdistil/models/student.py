@@ -32,6 +32,12 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str], c
         start = {"from": "checkpoint", "checkpoint": student_config.pt_student_checkpoint,
                  "layers": None if kept is None else list(kept),
                  "vocabulary_remapped": student_config.remap_student_vocabulary}
+        if student_config.narrowing_sizes:
+            build_model(student)
+            student = narrowed_copy(student, list(range(student.config.num_hidden_layers)),
+                                    student_config.narrowing_sizes, calibration, "student checkpoint")
+            start["narrowed_to"] = {key: getattr(student.config, key) for key in
+                                    ("hidden_size", "num_attention_heads", "intermediate_size")}
     else:
         layers, sizes = student_config.student_layers_from_teacher, student_config.narrowing_sizes
         start = (teacher_start(teacher, student_config) if layers is None
@@ -137,14 +143,20 @@ def student_from_teacher_layers(teacher, layers, narrowing_sizes=None, calibrati
     if not narrowing_sizes:
         log.info("student from teacher layers %s", layers)
         return copy_with_layers(teacher, layers)
-    sizes = width_targets(teacher.config, **narrowing_sizes)
+    return narrowed_copy(teacher, layers, narrowing_sizes, calibration)
+
+
+def narrowed_copy(model, layers, narrowing_sizes: dict, calibration, source: str = "teacher"):
+    """A copy of the (0-based) `layers` of the built `model` (the teacher, or a student checkpoint as `source`
+    says), narrowed to `narrowing_sizes`: the channels, heads and neurons most active on the `calibration` rows."""
+    sizes = width_targets(model.config, **narrowing_sizes, source=source)
     if calibration is None:
-        raise ValueError("a narrowed copy of teacher layers needs rows to measure the teacher's activations on")
-    importance = activation_importance(teacher, layers, calibration_batches(teacher, calibration))
+        raise ValueError(f"a narrowed copy of {source} layers needs rows to measure the {source}'s activations on")
+    importance = activation_importance(model, layers, calibration_batches(model, calibration))
     plan = choose_width_plan(importance, sizes)
-    log.info("student from teacher layers %s narrowed to %s (most active of %d calibration rows)", layers, sizes,
+    log.info("student from %s layers %s narrowed to %s (most active of %d calibration rows)", source, layers, sizes,
              min(len(calibration), CALIBRATION_ROWS))
-    return copy_with_layers(teacher, layers, plan)
+    return copy_with_layers(model, layers, plan)
 
 
 CALIBRATION_ROWS = 256

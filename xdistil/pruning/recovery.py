@@ -10,22 +10,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
-import shutil
 from pathlib import Path
 
 from xdistil.data.augmentation import AugmentOptions, augmented_reader
 from xdistil.data.transfer import TransferChunkReader
 from xdistil.distill.sources import TransferSource
-from xdistil.distill.teacher_cache import TeacherLogitCache, saved_key, teacher_logit_key
+from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, teacher_logit_key
 from xdistil.errors import ConfigError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint
 from xdistil.inference.predict import TFPredictor
 from xdistil.models.loading import load_task_model, load_tokenizer, word_embedding_variable
 
 log = logging.getLogger(__name__)
-
-CACHE = Path("cache") / "teacher_logits"
 
 
 class _TeacherOnDemand:
@@ -109,16 +105,8 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
         augmentation=augmentation, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
         kind=source.task.kind, labels=source.labels, encoding=dataclasses.asdict(source.encoding),
         max_transfer_lines=data.get("max_transfer_lines"), max_train_examples=None)
-    cache_dir = Path(output_dir) / CACHE
-    made_by_run = source.path / CACHE
-    if is_chief and not cache_dir.exists() and saved_key(made_by_run) == key:
-        log.info("reusing the teacher logits of %s", made_by_run)
-        cache_dir.mkdir(parents=True)
-        for chunk in sorted(made_by_run.glob("chunk_*.npy")):  # each whole or not at all
-            partial = cache_dir / f".tmp.{chunk.name}"
-            shutil.copyfile(chunk, partial)
-            os.replace(partial, cache_dir / chunk.name)
-    cache = TeacherLogitCache(cache_dir, key, owner=is_chief)
+    cache = TeacherLogitCache(Path(output_dir) / CACHE_DIR, key, owner=is_chief,
+                              also_read=[source.path / CACHE_DIR])
     TransferSource(reader, functools.partial(source.encode, tokenizer=teacher_tokenizer), teacher, cache).fill_cache()
     teacher.release()  # every chunk's logits are cached now; the stages read them from there
     return TransferSource(reader, functools.partial(source.encode, tokenizer=student_tokenizer), teacher, cache)

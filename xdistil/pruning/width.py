@@ -1,6 +1,6 @@
-"""Width pruning: a narrower copy of some teacher layers, keeping its most active hidden channels, heads and
-feed-forward neurons (Minitron: Muralidharan et al., 2024, "Compact Language Models via Pruning and Knowledge
-Distillation").
+"""Width pruning: a narrower copy of some teacher layers (or of a pretrained student), keeping its most active
+hidden channels, heads and feed-forward neurons (Minitron: Muralidharan et al., 2024, "Compact Language Models via
+Pruning and Knowledge Distillation").
 
 Every weight of the narrow copy is a sub-matrix of the teacher's (a merged head's query scaled, see below):
 the kept channels of every hidden-size axis (embeddings, LayerNorms, projections, head), the kept heads'
@@ -78,28 +78,29 @@ class WidthPlan:
         raise ValueError(f"unknown weight role {role!r}")
 
 
-def width_targets(teacher_config, hidden_size=None, num_attention_heads=None, intermediate_size=None) -> dict:
+def width_targets(config, hidden_size=None, num_attention_heads=None, intermediate_size=None,
+                  source: str = "teacher") -> dict:
     """The narrow copy's sizes from the --hidden_size/--num_attention_heads/--intermediate_size given (the others
-    follow the teacher's proportions); ConfigError when they cannot be cut from the teacher."""
-    teacher_hidden, teacher_heads = teacher_config.hidden_size, teacher_config.num_attention_heads
-    head_size = teacher_hidden // teacher_heads
-    hidden = hidden_size or (num_attention_heads or teacher_heads) * head_size
+    follow the proportions of `config`, the HF config of what is narrowed: the teacher, or the student checkpoint
+    when `source` says so); ConfigError when they cannot be cut from it."""
+    full_hidden, full_heads = config.hidden_size, config.num_attention_heads
+    head_size = full_hidden // full_heads
+    hidden = hidden_size or (num_attention_heads or full_heads) * head_size
     heads = num_attention_heads or hidden // head_size
-    inner = intermediate_size or int(round(teacher_config.intermediate_size * hidden / teacher_hidden))
-    if hidden > teacher_hidden:
-        raise ConfigError("hidden_size", f"{hidden} is wider than the teacher's {teacher_hidden}: a copy of teacher "
+    inner = intermediate_size or int(round(config.intermediate_size * hidden / full_hidden))
+    if hidden > full_hidden:
+        raise ConfigError("hidden_size", f"{hidden} is wider than the {source}'s {full_hidden}: a copy of {source} "
                                          "layers can only be narrowed")
     if hidden % head_size:
-        raise ConfigError("hidden_size", f"a narrowed copy of teacher layers is made of whole teacher heads of size "
+        raise ConfigError("hidden_size", f"a narrowed copy of {source} layers is made of whole {source} heads of size "
                                          f"{head_size}, so --hidden_size must be a multiple of {head_size}; got "
                                          f"{hidden}")
     if (hidden // head_size) % heads:
-        raise ConfigError("num_attention_heads", f"each head of a narrowed copy is made of whole teacher heads, so "
+        raise ConfigError("num_attention_heads", f"each head of a narrowed copy is made of whole {source} heads, so "
                                                  f"its size --hidden_size / --num_attention_heads must be a multiple "
-                                                 f"of the teacher's head size {head_size}; got {hidden} / {heads}")
-    if inner > teacher_config.intermediate_size:
-        raise ConfigError("intermediate_size", f"{inner} is larger than the teacher's "
-                                               f"{teacher_config.intermediate_size}")
+                                                 f"of the {source}'s head size {head_size}; got {hidden} / {heads}")
+    if inner > config.intermediate_size:
+        raise ConfigError("intermediate_size", f"{inner} is larger than the {source}'s {config.intermediate_size}")
     return {"hidden_size": hidden, "num_attention_heads": heads, "intermediate_size": inner}
 
 
