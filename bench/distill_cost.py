@@ -190,9 +190,9 @@ def measure_timing(base_model_dir: str, work_dir: Path, *, lines: int, represent
     # The base run's teacher through a link of its own, with no run's cache beside it: the cache_on run computes
     # the teacher's logits, as a fresh run does, instead of copying the base run's.
     teacher = work_dir / "teacher"
-    if not teacher.exists():
-        work_dir.mkdir(parents=True, exist_ok=True)
-        teacher.symlink_to(Path(resolve_checkpoint(run_teacher(read_run_config(base_model_dir)))).resolve())
+    work_dir.mkdir(parents=True, exist_ok=True)
+    teacher.unlink(missing_ok=True)  # a link left by an earlier run may name another base run's teacher
+    teacher.symlink_to(Path(resolve_checkpoint(run_teacher(read_run_config(base_model_dir)))).resolve())
     configs = {mode: base_config(base_model_dir, work_dir / f"timing_{mode}", teacher_logit_cache=cached,
                                  pt_teacher_checkpoint=str(teacher),
                                  max_transfer_lines=lines, representation_epochs=representation_epochs,

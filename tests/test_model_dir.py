@@ -8,7 +8,7 @@ from conftest import copy_model_dir
 from xdistil.config import CONFIG_FILE, SECTIONS, DistilConfig, read_run_config
 from xdistil.errors import ConfigError, ModelDirectoryError
 from xdistil.export.student_export import ExportOptions, export_student
-from xdistil.model_dir import ModelDirectory, claim_run_directory
+from xdistil.model_dir import ModelDirectory, beside_teacher, claim_run_directory
 
 
 @pytest.fixture
@@ -159,3 +159,15 @@ def test_claim_run_directory_rules(tmp_path):
     with pytest.raises(ModelDirectoryError, match="not an xdistil model directory"):
         claim_run_directory(stranger, identity, same, overwrite=True)
     assert (stranger / "notes.txt").exists()  # --overwrite never deletes what is not a model directory
+
+
+def test_the_scores_and_logits_of_a_runs_teacher_are_looked_for_in_that_run(tmp_path):
+    from xdistil.distill.teacher_cache import CACHE_DIR
+    from xdistil.distill.teacher_scores import SCORES_FILE
+
+    (tmp_path / "run" / "teacher").mkdir(parents=True)
+    teacher = str(tmp_path / "run" / "teacher")
+    assert beside_teacher(teacher, SCORES_FILE) == [tmp_path / "run" / "cache" / "teacher_scores.json"]
+    assert beside_teacher(teacher, CACHE_DIR) == [tmp_path / "run" / "cache" / "teacher_logits"]
+    assert beside_teacher("pypi:all_mpnet_base_v2", SCORES_FILE) == []
+    assert beside_teacher("pypi:all_mpnet_base_v2", CACHE_DIR) == []

@@ -162,6 +162,13 @@ RUN_ENTRIES = frozenset({"xtremedistil-config.json", "model", "teacher", "checkp
                          VOCABULARY_DIR, "metrics.json", "word_embedding.npy", "predictions.txt", "eval_tf.json"})
 
 
+def beside_teacher(teacher_source: str, relative: str | Path) -> list[Path]:
+    """`relative` (a path in a run's directory) of the run whose fine-tuned teacher `teacher_source` may be: a run's
+    teacher is `<run>/teacher`. That one path, or none for a checkpoint that is not a local directory."""
+    teacher = Path(teacher_source)
+    return [teacher.parent / relative] if teacher.is_dir() else []
+
+
 def describe_differences(saved: dict, new: dict, resumable=frozenset()) -> list[str]:
     """What differs between a saved run identity and a new one ({"settings": {section: {key: value}},
     "labels": [...], "inputs": {...}}), one phrase each. Settings in `resumable` may differ. Inputs a saved

@@ -32,8 +32,6 @@ def test_cache_made_by_an_older_version_with_file_locations_is_kept(tmp_path):
 
 
 def test_chunks_another_run_cached_for_the_same_key_are_copied_not_those_of_another_key(tmp_path):
-    from xdistil.distill.teacher_cache import logits_beside
-
     other = TeacherLogitCache(tmp_path / "other" / "cache" / "teacher_logits", {"teacher": "a"})
     other.put(0, np.full((2, 3), 1.0))
     other.put(1, np.full((4, 3), 2.0))
@@ -51,6 +49,3 @@ def test_chunks_another_run_cached_for_the_same_key_are_copied_not_those_of_anot
     assert worker.chunk_rows() == {}  # only the chief copies
     nowhere = TeacherLogitCache(tmp_path / "missing", {"teacher": "a"}, also_read=[tmp_path / "nowhere"])
     assert nowhere.chunk_rows() == {}
-    (tmp_path / "other" / "teacher").mkdir()
-    assert logits_beside(str(tmp_path / "other" / "teacher")) == [other.directory]
-    assert logits_beside("pypi:all_mpnet_base_v2") == []

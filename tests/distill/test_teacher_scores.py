@@ -1,6 +1,6 @@
 import json
 
-from xdistil.distill.teacher_scores import TeacherScores, scores_beside, teacher_score_key
+from xdistil.distill.teacher_scores import TeacherScores, teacher_score_key
 
 KEY = teacher_score_key(teacher={"bytes": 3, "head_sha256": "ab"}, task_files={"dev": {"name": "dev.tsv"}},
                         labels=["0", "1"], encoding={"seq_len": 32})
@@ -59,9 +59,3 @@ def test_scores_another_run_recorded_for_the_same_key_are_read_and_recorded_here
     changed = {**KEY, "labels": ["1", "0"]}
     assert TeacherScores(tmp_path / "new.json", changed, also_read=[other]).get("dev", evaluate) == {"accuracy": 0.0}
     assert len(calls) == 2
-
-
-def test_the_scores_of_a_runs_teacher_are_looked_for_in_that_run(tmp_path):
-    (tmp_path / "run" / "teacher").mkdir(parents=True)
-    assert scores_beside(str(tmp_path / "run" / "teacher")) == [tmp_path / "run" / "cache" / "teacher_scores.json"]
-    assert scores_beside("pypi:all_mpnet_base_v2") == []

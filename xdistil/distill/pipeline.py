@@ -29,8 +29,8 @@ from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
-from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, logits_beside, teacher_logit_key
-from xdistil.distill.teacher_scores import TeacherScores, scores_beside, teacher_score_key
+from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, teacher_logit_key
+from xdistil.distill.teacher_scores import SCORES_FILE, TeacherScores, teacher_score_key
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.distill.vocabulary import trimmed_vocabulary
@@ -38,7 +38,7 @@ from xdistil.errors import XdistilError
 from xdistil.fingerprints import checkpoint_fingerprint
 from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
-from xdistil.model_dir import claim_run_directory, clear_run_directory
+from xdistil.model_dir import beside_teacher, claim_run_directory, clear_run_directory
 from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
 from xdistil.models.student import CALIBRATION_ROWS, build_student
 from xdistil.models.vocab_trimming import trim_model_vocab
@@ -154,10 +154,10 @@ def _distil(config: DistilConfig, inputs: DistillationInputs, kept_pieces, distr
                                              kept_pieces)
     teacher.trainable = False
     teacher_eval = Evaluator(teacher, task, data.labels, config.trainer.eval_batch_size)
-    teacher_scores = TeacherScores(config.path / "cache" / "teacher_scores.json", teacher_score_key(
+    teacher_scores = TeacherScores(config.path / SCORES_FILE, teacher_score_key(
         teacher=checkpoint_fingerprint(teacher_source), task_files=inputs.fingerprints["task_files"],
         labels=data.labels, encoding=dataclasses.asdict(config.data.encoding)), writer=distribution.is_chief,
-        also_read=scores_beside(teacher_source))
+        also_read=beside_teacher(teacher_source, SCORES_FILE))
     metrics = {"metric": task.metric,
                "teacher": {"source": teacher_source, "dev": teacher_scores.get("dev", lambda: teacher_eval(data.dev))}}
     log.info("teacher dev %s %.4f", task.metric, metrics["teacher"]["dev"][task.metric])
@@ -281,7 +281,7 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
             max_train_examples=settings.max_train_examples if own_text else None)
         # The chief checks the key (a stale cache is deleted) before any worker writes to it.
         cache = TeacherLogitCache(config.path / CACHE_DIR, key, owner=distribution.is_chief,
-                                  also_read=logits_beside(teacher_source))
+                                  also_read=beside_teacher(teacher_source, CACHE_DIR))
         distribution.barrier()
     transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.trainer.eval_batch_size), cache)
     for callback in callbacks:

@@ -35,13 +35,6 @@ def saved_key(directory: str | Path) -> dict | None:
     return comparable_fingerprint(json.loads(meta.read_text())) if meta.exists() else None
 
 
-def logits_beside(teacher_source: str) -> list[Path]:
-    """Where another run may have cached logits of the teacher at `teacher_source`: a run's fine-tuned teacher is
-    `<run>/teacher`, its cache `<run>/cache/teacher_logits`."""
-    teacher = Path(teacher_source)
-    return [teacher.parent / CACHE_DIR] if teacher.is_dir() else []
-
-
 class TeacherLogitCache:
     """One memory-mapped float16 .npy per transfer chunk, valid only for the `key` it was made with.
 

@@ -14,6 +14,8 @@ from xdistil.io_utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
+SCORES_FILE = Path("cache") / "teacher_scores.json"  # in a run's model directory
+
 
 def teacher_score_key(*, teacher: dict, task_files: dict, labels: list, encoding: dict) -> dict:
     """Everything a teacher's split scores depend on: its weights' fingerprint, the task files' fingerprints,
@@ -25,13 +27,6 @@ def _saved_scores(path: Path, key: dict) -> dict:
     """{split: scores} of the file at `path` if it was made with `key`, else {}."""
     saved = json.loads(path.read_text()) if path.is_file() else {}
     return saved.get("scores", {}) if comparable_fingerprint(saved.get("key")) == key else {}
-
-
-def scores_beside(teacher_source: str) -> list[Path]:
-    """Where another run may have recorded the scores of the teacher at `teacher_source`: a run's fine-tuned teacher
-    is `<run>/teacher`, its scores `<run>/cache/teacher_scores.json`."""
-    teacher = Path(teacher_source)
-    return [teacher.parent / "cache" / "teacher_scores.json"] if teacher.is_dir() else []
 
 
 class TeacherScores:
