@@ -174,7 +174,8 @@ def test_a_resumed_run_reads_the_teacher_scores_instead_of_evaluating_again(tmp_
 
 def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_nor_runs_it(tmp_path, teacher_dir,
                                                                                           monkeypatch):
-    """Its dev and test scores, and its logits of the same transfer data, are the first run's."""
+    """Its dev and test scores, and its logits of the same transfer data, are the first run's; with augmented
+    copies added to that data, the teacher runs on the copies alone."""
     from xdistil.inference.predict import TFPredictor
     from xdistil.task_data import Evaluator
 
@@ -191,11 +192,12 @@ def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_no
     original = Evaluator.__call__
     monkeypatch.setattr(Evaluator, "__call__", lambda self, split: evaluated.append(self) or original(self, split))
     original_logits = TFPredictor.logits
-    monkeypatch.setattr(TFPredictor, "logits", lambda self, *args, **kwargs: predicted.append(self.model) or
-                        original_logits(self, *args, **kwargs))
+    monkeypatch.setattr(TFPredictor, "logits", lambda self, features, *args, **kwargs:
+                        predicted.append((self.model, len(features.input_ids))) or
+                        original_logits(self, features, *args, **kwargs))
     reused = run_distillation(second)
     assert not (second.path / "teacher").exists()  # the same vocabulary: the first run's teacher as it is
-    assert {m.config.num_hidden_layers for m in predicted} <= {1}  # the teacher's logits were copied
+    assert {m.config.num_hidden_layers for m, _ in predicted} <= {1}  # the teacher's logits were copied
     logits = sorted((first.path / "cache" / "teacher_logits").glob("chunk_*.npy"))
     assert logits and [p.name for p in logits] == \
         [p.name for p in sorted((second.path / "cache" / "teacher_logits").glob("chunk_*.npy"))]
@@ -206,6 +208,15 @@ def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_no
         {split: metrics["teacher"][split] for split in ("dev", "test")}
     # the 1-layer student was scored (every epoch and at the end), the 2-layer teacher never
     assert evaluated and {e.predictor.model.config.num_hidden_layers for e in evaluated} == {1}
+
+    third = DistilConfig.from_settings(str(tmp_path / "third"), **{**second.flat_settings(), "augment_transfer": 1})
+    predicted.clear()
+    run_distillation(third)
+    teacher_rows = sum(rows for model, rows in predicted if model.config.num_hidden_layers == 2)
+    first_rows = np.concatenate([np.load(p) for p in sorted((first.path / "cache" / "teacher_logits").glob("rows_*"))])
+    third_rows = np.concatenate([np.load(p) for p in sorted((third.path / "cache" / "teacher_logits").glob("rows_*"))])
+    assert len(third_rows) == 2 * len(first_rows)  # each transfer row and its copy
+    assert 0 < teacher_rows == np.isin(third_rows, first_rows, invert=True).sum() <= len(first_rows)
 
 
 def test_roberta_teacher_with_byte_level_bpe(tmp_path):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from xdistil.distill.teacher_cache import TeacherLogitCache, worker_rows
+from xdistil.distill.teacher_cache import TeacherLogitCache, row_hashes, worker_rows
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,21 @@ class TransferSource:
                                f"the transfer chunk {len(features.input_ids)}: delete {self.cache.directory}")
         return logits
 
+    def _computed_or_reused(self, features, hashes: np.ndarray, progress: str) -> np.ndarray:
+        """The teacher's logits of these rows: those another cache holds taken from it, the rest computed."""
+        found, reused = self.cache.reused_logits(hashes)
+        if not found.any():
+            return self.teacher.logits(features, progress)
+        log.info("%s: %d of %d rows taken from another run's cache of this teacher", progress, found.sum(),
+                 len(hashes))
+        if found.all():
+            return reused
+        missing = np.flatnonzero(~found)
+        computed = self.teacher.logits(features.select(missing), progress)
+        logits = np.zeros((len(hashes),) + computed.shape[1:], np.float32)
+        logits[found], logits[missing] = reused, computed
+        return logits
+
     def rows_per_chunk(self) -> list[int]:
         if self.cache is not None:
             rows = self.cache.chunk_rows()
@@ -74,7 +89,8 @@ class TransferSource:
         return self._rows
 
     def fill_cache(self, worker_index: int = 0, num_workers: int = 1, barrier=lambda: None) -> None:
-        """Compute teacher logits for every chunk not cached yet (resumable chunk by chunk).
+        """Compute teacher logits for every chunk not cached yet (resumable chunk by chunk), taking the rows
+        another cache of the teacher already holds from it (`TeacherLogitCache.reused_logits`).
 
         With several workers, each predicts its share of every chunk (`worker_rows`), then worker 0
         merges the shares; `barrier` waits for all workers.
@@ -86,12 +102,16 @@ class TransferSource:
             if index in self.cache or self.cache.has_part(index, worker_index, num_workers):
                 continue
             features = self.encode_chunk(examples)
+            hashes = row_hashes(features)
             progress = f"teacher logits, transfer chunk {index}"
             if num_workers == 1:
-                self.cache.put(index, self.teacher.logits(features, progress))
+                self.cache.put(index, self._computed_or_reused(features, hashes, progress), hashes)
             else:
                 rows = worker_rows(len(features), block, worker_index, num_workers)
-                logits = self.teacher.logits(features.select(rows), progress) if len(rows) else np.zeros(0, np.float32)
+                logits = self._computed_or_reused(features.select(rows), hashes[rows], progress) if len(rows) \
+                    else np.zeros(0, np.float32)
+                if worker_index == 0:
+                    self.cache.put_row_hashes(index, hashes)
                 self.cache.put_part(index, worker_index, num_workers, logits)
             log.info("teacher logits cached for transfer chunk %d (%d rows)", index, len(features))
         if num_workers > 1:

@@ -1,6 +1,7 @@
 """Teacher logits for the transfer set, computed once per example and kept on disk as float16."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -9,12 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+from xdistil.data.encoding import MODEL_INPUT_NAMES
 from xdistil.fingerprints import comparable_fingerprint
 from xdistil.io_utils import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = Path("cache") / "teacher_logits"  # in a run's model directory
+
+# The fields of a cache key that decide the logits of one encoded row; the rest (transfer files, augmentation,
+# chunking) decide only which rows there are, so a cache made under another key still holds the logits of the
+# rows the two transfer sets share.
+ROW_KEY_FIELDS = ("teacher", "seq_len", "kind", "labels")
 
 
 def teacher_logit_key(*, teacher: str, transfer: list, augmentation: dict, train, seq_len: int, chunk_size: int,
@@ -26,6 +33,15 @@ def teacher_logit_key(*, teacher: str, transfer: list, augmentation: dict, train
     return {"teacher": teacher, "transfer": transfer, "augmentation": augmentation, "train": train,
             "seq_len": seq_len, "chunk_size": chunk_size, "kind": kind, "labels": labels, "encoding": encoding,
             "max_transfer_lines": max_transfer_lines, "max_train_examples": max_train_examples}
+
+
+def row_hashes(features) -> np.ndarray:
+    """A 64-bit hash of each encoded row's model inputs (uint64): equal rows, equal hashes, whichever transfer
+    set, chunk or augmented copy they came from."""
+    arrays = [np.ascontiguousarray(getattr(features, name), dtype=np.int64) for name in MODEL_INPUT_NAMES]
+    return np.array([int.from_bytes(hashlib.blake2b(b"".join(a[row].tobytes() for a in arrays),
+                                                    digest_size=8).digest(), "little")
+                     for row in range(len(arrays[0]))], np.uint64)
 
 
 def saved_key(directory: str | Path) -> dict | None:
@@ -41,15 +57,20 @@ class TeacherLogitCache:
     The key names everything the logits depend on (teacher, transfer file, tokenization settings);
     a cache made under another key is deleted rather than trusted. Chunks it lacks are copied from the
     caches `also_read` that were made with the same key (another run's, of the same teacher and transfer data).
+    Beside each chunk, the hashes of its rows (`row_hashes`): rows of a new chunk that a cache `also_read` of the
+    same teacher holds under another key (a smaller augmentation, other transfer files, another chunk size) are
+    taken from it (`reused_logits`) instead of being run through the teacher again.
     """
 
     def __init__(self, directory: str | Path, key: dict, owner: bool = True, also_read=()):
         self.directory = Path(directory)
         self.key = key
+        self.also_read = [Path(other) for other in also_read]
+        self._row_index = None
         if owner:  # other workers open the cache the chief has checked
             self._check_key()
-            for other in also_read:
-                self._take_chunks(Path(other))
+            for other in self.also_read:
+                self._take_chunks(other)
 
     def _check_key(self):
         saved = saved_key(self.directory)
@@ -63,10 +84,12 @@ class TeacherLogitCache:
         if other.resolve() == self.directory.resolve() or saved_key(other) != self.key:
             return
         taken = [chunk for chunk in sorted(other.glob("chunk_*.npy")) if not (self.directory / chunk.name).exists()]
-        for chunk in taken:  # each whole or not at all
-            partial = self.directory / f".tmp.{chunk.name}"
-            shutil.copyfile(chunk, partial)
-            os.replace(partial, self.directory / chunk.name)
+        for chunk in taken:  # each whole or not at all, its row hashes first
+            rows = other / _rows_name(chunk.name)
+            for path in ([rows] if rows.exists() else []) + [chunk]:
+                partial = self.directory / f".tmp.{path.name}"
+                shutil.copyfile(path, partial)
+                os.replace(partial, self.directory / path.name)
         if taken:
             log.info("teacher logits of %d chunks taken from %s (made with the same teacher and transfer data)",
                      len(taken), other)
@@ -81,8 +104,24 @@ class TeacherLogitCache:
         """The chunk's logits, memory-mapped (read-only)."""
         return np.load(self._path(chunk_index), mmap_mode="r")
 
-    def put(self, chunk_index: int, logits: np.ndarray) -> None:
+    def put(self, chunk_index: int, logits: np.ndarray, hashes: np.ndarray | None = None) -> None:
+        """The chunk's logits, with the hashes of its rows when given (written first: a chunk file is
+        complete)."""
+        if hashes is not None:
+            self.put_row_hashes(chunk_index, hashes)
         atomic_save_npy(self._path(chunk_index), logits.astype(np.float16))
+
+    def put_row_hashes(self, chunk_index: int, hashes: np.ndarray) -> None:
+        atomic_save_npy(self.directory / _rows_name(self._path(chunk_index).name), hashes.astype(np.uint64))
+
+    def reused_logits(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which of these rows a cache `also_read` of the same teacher, sequence length, task kind and labels
+        already holds (a boolean mask), and their logits in order (float32; None where there are none)."""
+        if self._row_index is None:
+            self._row_index = _RowIndex([other for other in self.also_read
+                                         if other.resolve() != self.directory.resolve()
+                                         and _row_key(saved_key(other)) == _row_key(self.key)])
+        return self._row_index.lookup(np.asarray(hashes, np.uint64))
 
     def chunk_rows(self) -> dict[int, int]:
         """Rows cached per chunk (read from the .npy headers, not the data)."""
@@ -122,6 +161,53 @@ class TeacherLogitCache:
             self.put(chunk_index, merged)
             for path in paths:
                 path.unlink()
+
+
+def _rows_name(chunk_name: str) -> str:
+    return chunk_name.replace("chunk_", "rows_", 1)
+
+
+def _row_key(key: dict | None) -> dict | None:
+    return None if key is None else {field: key.get(field) for field in ROW_KEY_FIELDS}
+
+
+class _RowIndex:
+    """The row hashes of other caches' chunks, sorted, to find the rows a new chunk shares with them."""
+
+    def __init__(self, directories: list[Path]):
+        self.chunks, hashes, chunk_of, row_of = [], [], [], []
+        for directory in directories:
+            for chunk in sorted(directory.glob("chunk_*.npy")):
+                rows = directory / _rows_name(chunk.name)
+                if not rows.exists():  # made before row hashes were kept
+                    continue
+                chunk_hashes = np.load(rows)
+                if len(chunk_hashes) != np.load(chunk, mmap_mode="r").shape[0]:
+                    continue
+                hashes.append(chunk_hashes)
+                chunk_of.append(np.full(len(chunk_hashes), len(self.chunks), np.int64))
+                row_of.append(np.arange(len(chunk_hashes)))
+                self.chunks.append(chunk)
+        self.hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+        order = np.argsort(self.hashes, kind="stable")
+        self.hashes = self.hashes[order]
+        self.chunk_of = np.concatenate(chunk_of)[order] if hashes else np.zeros(0, np.int64)
+        self.row_of = np.concatenate(row_of)[order] if hashes else np.zeros(0, np.int64)
+
+    def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        at = np.minimum(np.searchsorted(self.hashes, hashes), max(len(self.hashes) - 1, 0))
+        found = self.hashes[at] == hashes if len(self.hashes) else np.zeros(len(hashes), bool)
+        if not found.any():
+            return found, None
+        at = at[found]
+        logits = None
+        for chunk in np.unique(self.chunk_of[at]):
+            here = self.chunk_of[at] == chunk
+            stored = np.load(self.chunks[chunk], mmap_mode="r")
+            if logits is None:
+                logits = np.zeros((len(at),) + stored.shape[1:], np.float32)
+            logits[here] = stored[self.row_of[at][here]]
+        return found, logits
 
 
 def worker_rows(num_rows: int, block_size: int, worker_index: int, num_workers: int) -> np.ndarray:
