@@ -65,7 +65,7 @@ class TeacherLogitCache:
     def __init__(self, directory: str | Path, key: dict, owner: bool = True, also_read=()):
         self.directory = Path(directory)
         self.key = key
-        self.also_read = [Path(other) for other in also_read]
+        self.also_read = [Path(other) for other in also_read if Path(other).resolve() != self.directory.resolve()]
         self._row_index = None
         if owner:  # other workers open the cache the chief has checked
             self._check_key()
@@ -81,7 +81,7 @@ class TeacherLogitCache:
             atomic_write_json(self.directory / "meta.json", self.key)
 
     def _take_chunks(self, other: Path) -> None:
-        if other.resolve() == self.directory.resolve() or saved_key(other) != self.key:
+        if saved_key(other) != self.key:
             return
         taken = [chunk for chunk in sorted(other.glob("chunk_*.npy")) if not (self.directory / chunk.name).exists()]
         for chunk in taken:  # each whole or not at all, its row hashes first
@@ -119,8 +119,7 @@ class TeacherLogitCache:
         already holds (a boolean mask), and their logits in order (float32; None where there are none)."""
         if self._row_index is None:
             self._row_index = _RowIndex([other for other in self.also_read
-                                         if other.resolve() != self.directory.resolve()
-                                         and _row_key(saved_key(other)) == _row_key(self.key)])
+                                         if _row_key(saved_key(other)) == _row_key(self.key)])
         return self._row_index.lookup(np.asarray(hashes, np.uint64))
 
     def chunk_rows(self) -> dict[int, int]:
@@ -175,7 +174,8 @@ class _RowIndex:
     """The row hashes of other caches' chunks, sorted, to find the rows a new chunk shares with them."""
 
     def __init__(self, directories: list[Path]):
-        self.chunks, hashes, chunk_of, row_of = [], [], [], []
+        self.chunks = []
+        hashes, chunk_of, row_of = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for directory in directories:
             for chunk in sorted(directory.glob("chunk_*.npy")):
                 rows = directory / _rows_name(chunk.name)
@@ -188,25 +188,26 @@ class _RowIndex:
                 chunk_of.append(np.full(len(chunk_hashes), len(self.chunks), np.int64))
                 row_of.append(np.arange(len(chunk_hashes)))
                 self.chunks.append(chunk)
-        self.hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-        order = np.argsort(self.hashes, kind="stable")
-        self.hashes = self.hashes[order]
-        self.chunk_of = np.concatenate(chunk_of)[order] if hashes else np.zeros(0, np.int64)
-        self.row_of = np.concatenate(row_of)[order] if hashes else np.zeros(0, np.int64)
+        hashes = np.concatenate(hashes)
+        order = np.argsort(hashes, kind="stable")
+        self.hashes, self.chunk_of, self.row_of = hashes[order], np.concatenate(chunk_of)[order], \
+            np.concatenate(row_of)[order]
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        at = np.minimum(np.searchsorted(self.hashes, hashes), max(len(self.hashes) - 1, 0))
-        found = self.hashes[at] == hashes if len(self.hashes) else np.zeros(len(hashes), bool)
+        if not len(self.hashes):
+            return np.zeros(len(hashes), bool), None
+        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        found = self.hashes[at] == hashes
         if not found.any():
             return found, None
-        at = at[found]
+        chunk_of, row_of = self.chunk_of[at[found]], self.row_of[at[found]]
         logits = None
-        for chunk in np.unique(self.chunk_of[at]):
-            here = self.chunk_of[at] == chunk
+        for chunk in np.unique(chunk_of):
+            here = chunk_of == chunk
             stored = np.load(self.chunks[chunk], mmap_mode="r")
             if logits is None:
-                logits = np.zeros((len(at),) + stored.shape[1:], np.float32)
-            logits[here] = stored[self.row_of[at][here]]
+                logits = np.zeros((len(chunk_of),) + stored.shape[1:], np.float32)
+            logits[here] = stored[row_of[here]]
         return found, logits
 
 
