@@ -292,6 +292,10 @@ class DistillationConfig(Section):
     attention_loss: str = setting("mse", "Attention loss (kl as MiniLM).", choices=DISTILLATION_LOSSES)
     logit_loss: str = setting("mse", "Logit loss (kl scaled by T^2).", choices=DISTILLATION_LOSSES)
     temperature: float = setting(1.0, "Temperature of the KL logit loss.", above=0.0)
+    first_token_state_weight: float = setting(0.0, "Stage 2 also matches the teacher's last hidden state at the first "
+                                                    "token (cached beside its logits) through a learned projection of "
+                                                    "the student's: the squared distance of their unit vectors (as "
+                                                    "PKD) times this weight. Sentence tasks only.", minimum=0.0)
     teacher_logit_cache: bool = setting(True, "Cache teacher logits on disk (off: recompute per chunk and stage).")
     representation_epochs: int = setting(2, "Stage 1 epochs (0 skips the stage).", minimum=0)
     logit_epochs: int = setting(2, "Stage 2 epochs (0 skips the stage).", minimum=0)

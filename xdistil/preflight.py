@@ -83,6 +83,9 @@ def check_distillation(config) -> DistillationInputs:
     student_layers = _check_student(config, teacher_config, tokenizer)
     if data.trim_vocabulary:
         _check_trimmable(config, tokenizer)
+    if config.distillation.first_token_state_weight and task.token_level:
+        raise ConfigError("first_token_state_weight", f"a {task.kind} task's teacher targets are per token; the "
+                                                      "first-token state is distilled for sentence tasks only")
     if config.distillation.representation_epochs:
         spec = resolve_auto(config.distillation.layer_mapping, config.student.student_layers_from_teacher) \
             if config.distillation.distil_multi_hidden_states else "last"

@@ -96,6 +96,12 @@ def ref_logit_kl(s, t, temperature, m, normalizer=None):
     return sum(vals) / (normalizer if normalizer is not None else len(vals))
 
 
+def ref_unit_vector_distance(s, t, m, normalizer=None):
+    vals = [np.sum((s[b] / np.linalg.norm(s[b].astype(np.float64)) - t[b] / np.linalg.norm(t[b].astype(np.float64)))
+                   ** 2) for b in range(len(m)) if m[b]]
+    return sum(vals) / (normalizer if normalizer is not None else len(vals))
+
+
 def ref_cross_entropy(logits, labels, ignore_index=-100, normalizer=None):
     logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
     vals = [-_log_softmax(logits[k].astype(np.float64))[labels[k]]
@@ -119,6 +125,7 @@ def _cases(seed=0):
     cls_s, cls_t = rng.normal(size=(4, C)).astype(np.float32), \
         rng.normal(size=(4, C)).astype(np.float32)
     cls_m = np.array([1, 0, 1, 1], np.float32)
+    vec_s, vec_t = rng.normal(size=(4, H)).astype(np.float32), (rng.normal(size=(4, H)) * 3).astype(np.float32)
     return {
         "hidden_mse": (losses.hidden_state_mse,
                        [_garbage(hs, tok, rng), _garbage(ht, tok, rng), m],
@@ -141,6 +148,10 @@ def _cases(seed=0):
                 s, t, 3.0, mask=mask, normalizer=normalizer),
             [_garbage(cls_s, cls_m[:, None] > 0, rng), cls_t, cls_m],
             lambda n=None: ref_logit_kl(cls_s, cls_t, 3.0, cls_m, n), cls_m[:, None] > 0),
+        "unit_vector_distance": (losses.unit_vector_distance,
+                                 [_garbage(vec_s, cls_m[:, None] > 0, rng), _garbage(vec_t, cls_m[:, None] > 0, rng),
+                                  cls_m],
+                                 lambda n=None: ref_unit_vector_distance(vec_s, vec_t, cls_m, n), cls_m[:, None] > 0),
         "cross_entropy": (lambda s, labels, normalizer=None: losses.masked_cross_entropy(
                               s, labels, normalizer=normalizer),
                           [_garbage(ls, labels[..., None] != -100, rng), labels],
@@ -290,3 +301,9 @@ def test_works_in_graph_mode_with_dynamic_shapes():
         tf.TensorSpec([None, None, H], tf.float32), tf.TensorSpec([None, None, H], tf.float32),
         tf.TensorSpec([None, None], tf.int32)])
     np.testing.assert_allclose(graph_fn(*args).numpy(), ref(), rtol=1e-5)
+
+
+def test_unit_vector_distance_ignores_scale_and_spans_zero_to_four():
+    v = np.array([[1.0, 2.0, -2.0], [0.5, 0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(losses.unit_vector_distance(v, 7 * v).numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(losses.unit_vector_distance(v, -v).numpy(), 4.0, rtol=1e-6)

@@ -321,6 +321,48 @@ def test_augmented_transfer_data_is_cached_and_replayed(tmp_path, teacher_dir):
     assert {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("chunk_*.npy")} == stamps
 
 
+def test_the_first_token_state_is_cached_after_the_logits_and_distilled_into_a_narrower_student(tmp_path,
+                                                                                                 teacher_dir):
+    """--first_token_state_weight: each cached row is the teacher's logits then its last hidden state at [CLS]
+    (width 32), and stage 2 trains a 16-wide student against both through a projection it does not keep."""
+    from xdistil.distill.teacher_cache import TeacherLogitCache
+    from xdistil.models.forward import TFLogits
+    from xdistil.models.loading import load_task_model, model_inputs
+    from xdistil.preflight import check_distillation
+
+    config = _config(tmp_path, teacher_dir, "classification", student_layers_from_teacher=(1,), hidden_size=16,
+                     representation_epochs=0, logit_epochs=2, finetune_epochs=1, first_token_state_weight=1.0)
+    metrics = run_distillation(config)
+    out = tmp_path / "out"
+    cache = TeacherLogitCache(out / "cache" / "teacher_logits", {}, owner=False)
+    cached = np.concatenate([cache.get(i) for i in sorted(cache.chunk_rows())]).astype(np.float32)
+    labels = read_run_config(out)["labels"]
+    assert cached.shape[1] == len(labels) + 32
+    assert json.loads((out / "cache" / "teacher_logits" / "meta.json").read_text())["first_token_state"] is True
+
+    inputs = check_distillation(config)
+    task = inputs.task
+    teacher = load_task_model(str(out / "teacher"), task, labels)
+    reader = inputs.transfer_reader(config.data.distil_chunk_size, config.data.max_transfer_lines)
+    features = [task.encode(inputs.tokenizer, examples, {}, config.data.encoding)[0] for _, examples in
+                reader.chunks(0)]
+    ids = np.concatenate([f.input_ids for f in features])
+    batch = {"input_ids": ids, "attention_mask": np.concatenate([f.attention_mask for f in features]),
+             "token_type_ids": np.concatenate([f.token_type_ids for f in features])}
+    np.testing.assert_allclose(cached[:, :len(labels)], TFLogits(teacher)(batch), atol=2e-2, rtol=1e-2)
+    state = teacher(model_inputs(teacher, batch), output_hidden_states=True).hidden_states[-1][:, 0].numpy()
+    np.testing.assert_allclose(cached[:, len(labels):], state, atol=2e-2, rtol=1e-2)
+
+    history = metrics["stages"]["logit"]["history"]
+    assert len(history) == 2 and all(np.isfinite(epoch["train_loss"]) for epoch in history)
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
+    from transformers import TFBertForSequenceClassification
+    student = TFBertForSequenceClassification.from_pretrained(str(out / "model"))
+    assert student.config.hidden_size == 16
+    assert not any("state_projection" in w.name for w in student.weights)
+
+
 def test_a_general_distillation_starts_task_distillations(tmp_path, teacher_dir):
     """Stage 1 alone on unlabeled text (no task) gives a plain encoder; a task run starts from it, and a
     trimmed task run takes it in through --remap_student_vocabulary."""

@@ -61,3 +61,30 @@ def test_hidden_states_pull_the_student_toward_the_reference_and_only_the_studen
     n = len(student.trainable_variables)
     assert any(g is not None and np.any(tf.convert_to_tensor(g).numpy()) for g in gradients[:n])
     assert all(g is None for g in gradients[n:])
+
+
+def test_the_first_token_state_term_reads_the_targets_after_the_logits_through_the_projection():
+    task = get_task("classification")
+    student = _model(1)
+    batch = _batch()
+    teacher_state = np.random.default_rng(1).normal(size=(2, 24)).astype(np.float32)
+    targets = dict(batch, teacher_logits=tf.concat([batch["teacher_logits"], teacher_state], axis=-1),
+                   example_mask=tf.constant([1.0, 0.0]))
+    projection = tf.keras.layers.Dense(24)
+    projection.build((None, 16))
+    out = logit_distillation_loss(student, task, "mse", 1.0, 2.5, projection)(targets, training=False)
+    logit_only = logit_distillation_loss(student, task, "mse", 1.0)(
+        dict(batch, example_mask=targets["example_mask"]), training=False)
+    np.testing.assert_allclose(float(out["logit_mse"]), float(logit_only["loss"]), rtol=1e-6)
+    # The student's last hidden state at [CLS], projected, against the teacher's: of the real row only.
+    cls = student(batch["input_ids"], attention_mask=batch["attention_mask"],
+                  output_hidden_states=True).hidden_states[-1][:, 0]
+    projected = projection(cls).numpy()[0]
+    expected = np.sum((projected / np.linalg.norm(projected) - teacher_state[0] / np.linalg.norm(teacher_state[0]))
+                      ** 2)
+    np.testing.assert_allclose(float(out["first_token_state"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(out["loss"]), float(out["logit_mse"]) + 2.5 * expected, rtol=1e-5)
+    with tf.GradientTape() as tape:
+        loss = logit_distillation_loss(student, task, "mse", 1.0, 2.5, projection)(targets, training=True)["loss"]
+    gradients = tape.gradient(loss, projection.trainable_variables + student.trainable_variables)
+    assert all(g is not None for g in gradients[:2]) and np.any(gradients[0].numpy())

@@ -164,3 +164,13 @@ def masked_cross_entropy(logits, labels, ignore_index=-100, normalizer=None):
     per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels,
                                                                   logits=logits)
     return _average(per_position, keep, normalizer)
+
+
+def unit_vector_distance(student_vectors, teacher_vectors, mask=None, normalizer=None):
+    """Squared Euclidean distance between the unit vectors of each row's student and teacher vectors ([B, H]
+    each; 2 - 2 cos, in [0, 4]), averaged over the real rows of `mask` ([B]): PKD's loss on [CLS] states."""
+    keep = _position_mask(mask, tf.shape(student_vectors)[:1])
+    student = tf.math.l2_normalize(_zero_where_padded(tf.cast(student_vectors, tf.float32), keep[:, None]), axis=-1)
+    teacher = tf.math.l2_normalize(_zero_where_padded(tf.cast(teacher_vectors, tf.float32), keep[:, None]), axis=-1)
+    per_row = tf.reduce_sum(tf.square(student - teacher), axis=-1)
+    return _average(per_row, keep, normalizer)

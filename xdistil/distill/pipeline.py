@@ -36,9 +36,10 @@ from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.distill.vocabulary import trimmed_vocabulary
 from xdistil.errors import XdistilError
 from xdistil.fingerprints import checkpoint_fingerprint
-from xdistil.inference.predict import TFPredictor
+from xdistil.inference.predict import BatchedPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
 from xdistil.model_dir import beside_teacher, claim_run_directory, clear_run_directory
+from xdistil.models.forward import TFLogits, TFLogitsAndFirstTokenState
 from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
 from xdistil.models.student import CALIBRATION_ROWS, build_student
 from xdistil.models.vocab_trimming import trim_model_vocab
@@ -278,12 +279,14 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
             augmentation=augmentation, train=inputs.fingerprints["task_files"]["train"] if own_text else None,
             seq_len=settings.seq_len, chunk_size=settings.distil_chunk_size, kind=task.kind, labels=data.labels,
             encoding=dataclasses.asdict(settings.encoding), max_transfer_lines=settings.max_transfer_lines,
-            max_train_examples=settings.max_train_examples if own_text else None)
+            max_train_examples=settings.max_train_examples if own_text else None,
+            first_token_state=bool(config.distillation.first_token_state_weight))
         # The chief checks the key (a stale cache is deleted) before any worker writes to it.
         cache = TeacherLogitCache(config.path / CACHE_DIR, key, owner=distribution.is_chief,
                                   also_read=beside_teacher(teacher_source, CACHE_DIR))
         distribution.barrier()
-    transfer = TransferSource(reader, encode_chunk, TFPredictor(teacher, config.trainer.eval_batch_size), cache)
+    targets = TFLogitsAndFirstTokenState(teacher) if config.distillation.first_token_state_weight else TFLogits(teacher)
+    transfer = TransferSource(reader, encode_chunk, BatchedPredictor(targets, config.trainer.eval_batch_size), cache)
     for callback in callbacks:
         callback.on_stage_begin("teacher_logit_cache")
     fill_started = time.time()
@@ -305,11 +308,9 @@ def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, tra
         ("representation", settings.representation_epochs,
          lambda: representation_stage(config, task, teacher, student, transfer, distribution.strategy, groups,
                                       student_cut_from)),
-        ("logit", settings.logit_epochs, lambda: Stage(
-            name="logit", model=student, groups=groups, gradual=True, source=transfer, task=task,
-            compute_loss=logit_distillation_loss(student, task, settings.logit_loss, settings.temperature),
-            epochs=settings.logit_epochs, learning_rate=settings.distil_learning_rate,
-            evaluate=lambda: student_eval(data.dev), metric=task.metric)),
+        ("logit", settings.logit_epochs,
+         lambda: logit_stage(config, task, teacher, student, transfer, distribution.strategy, groups,
+                             evaluate=lambda: student_eval(data.dev))),
         ("finetune", settings.finetune_epochs, lambda: Stage(
             name="finetune", model=student, groups=groups, gradual=True, task=task,
             source=LabeledSource(data.train.features), compute_loss=cross_entropy_loss(student),
@@ -350,6 +351,25 @@ def write_model_directory(config: DistilConfig, inputs: DistillationInputs, stud
 def cut_from(start: dict):
     """The teacher layers (0-based) a student was cut from, by its `build_student` start; None if it was not."""
     return start["layers"] if start["from"] == "teacher_layers" else None
+
+
+def logit_stage(config, task, teacher, student, transfer, strategy, groups, evaluate) -> Stage:
+    """Stage 2, unfreezing `groups` gradually; with --first_token_state_weight, the projection of the student's
+    first-token state to the teacher's width trains beside it (and is dropped afterwards)."""
+    settings = config.distillation
+    weight = settings.first_token_state_weight
+    projection, extra = None, {}
+    if weight:
+        with strategy.scope():
+            projection = tf_keras.layers.Dense(teacher.config.hidden_size, dtype="float32", name="state_projection")
+            projection.build((None, student.config.hidden_size))
+        extra = {"extra_variables": list(projection.trainable_variables),
+                 "extra_trackables": {"state_projection": projection}}
+    return Stage(name="logit", model=student, groups=groups, gradual=True, source=transfer, task=task,
+                 compute_loss=logit_distillation_loss(student, task, settings.logit_loss, settings.temperature,
+                                                      weight, projection),
+                 epochs=settings.logit_epochs, learning_rate=settings.distil_learning_rate, evaluate=evaluate,
+                 metric=task.metric, **extra)
 
 
 def representation_stage(config, task, teacher, student, transfer, strategy, groups, student_cut_from=None) -> Stage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from xdistil.distill.losses import (attention_kl, attention_mse, hidden_state_mse, logit_kl, logit_mse,
-                                    masked_cross_entropy)
+                                    masked_cross_entropy, unit_vector_distance)
 from xdistil.models.loading import model_inputs
 
 
@@ -43,24 +43,38 @@ def representation_loss(teacher, student, projections, mapping, distil_attention
     return compute
 
 
-def logit_distillation_loss(student, task, loss: str, temperature: float):
+def logit_distillation_loss(student, task, loss: str, temperature: float, state_weight: float = 0.0,
+                            state_projection=None):
     """Stage 2: student logits against cached teacher logits (MSE, or KL scaled by T^2), at the positions
-    the task's logits mean something (NER: first sub-tokens of words; text tasks: the real rows)."""
+    the task's logits mean something (NER: first sub-tokens of words; text tasks: the real rows).
+
+    With `state_weight`, the cached teacher targets are the logits followed by the teacher's last hidden state at
+    the first token (`TFLogitsAndFirstTokenState`), and the loss adds `state_weight` times the unit-vector distance
+    between it and the student's, mapped to the teacher's width by `state_projection`."""
 
     def compute(batch, training):
-        logits = student(model_inputs(student, batch), training=training).logits
-        value = _logit_term(logits, batch, task, loss, temperature)
-        return {"loss": value, f"logit_{loss}": value}
+        if not state_weight:
+            logits = student(model_inputs(student, batch), training=training).logits
+            value = _logit_term(logits, batch["teacher_logits"], batch, task, loss, temperature)
+            return {"loss": value, f"logit_{loss}": value}
+        out = student(model_inputs(student, batch), output_hidden_states=True, training=training)
+        num_labels = out.logits.shape[-1]
+        targets = batch["teacher_logits"]
+        logit = _logit_term(out.logits, targets[:, :num_labels], batch, task, loss, temperature)
+        state = unit_vector_distance(state_projection(tf.cast(out.hidden_states[-1][:, 0], tf.float32)),
+                                     targets[:, num_labels:], task.logit_loss_mask(batch),
+                                     batch.get("logit_positions"))
+        return {"loss": logit + state_weight * state, f"logit_{loss}": logit, "first_token_state": state}
 
     return compute
 
 
-def _logit_term(logits, batch, task, loss: str, temperature: float):
+def _logit_term(logits, teacher_logits, batch, task, loss: str, temperature: float):
     mask = task.logit_loss_mask(batch)
     positions = batch.get("logit_positions")
     if loss == "kl":
-        return logit_kl(logits, batch["teacher_logits"], temperature, mask, positions)
-    return logit_mse(logits, batch["teacher_logits"], mask, positions)
+        return logit_kl(logits, teacher_logits, temperature, mask, positions)
+    return logit_mse(logits, teacher_logits, mask, positions)
 
 
 def layer_and_logit_distillation_loss(student, reference, layer_pairs, hidden_weight: float, task, loss: str,
@@ -75,7 +89,7 @@ def layer_and_logit_distillation_loss(student, reference, layer_pairs, hidden_we
         mask, tokens = batch["attention_mask"], batch.get("real_tokens")
         hidden = tf.add_n([hidden_state_mse(out.hidden_states[s], tf.stop_gradient(ref.hidden_states[r]), mask,
                                             tokens) for s, r in layer_pairs]) / len(layer_pairs)
-        logit = _logit_term(out.logits, batch, task, loss, temperature)
+        logit = _logit_term(out.logits, batch["teacher_logits"], batch, task, loss, temperature)
         return {"loss": logit + hidden_weight * hidden, f"logit_{loss}": logit, "hidden_mse": hidden}
 
     return compute

@@ -21,18 +21,24 @@ CACHE_DIR = Path("cache") / "teacher_logits"  # in a run's model directory
 # The fields of a cache key that decide the logits of one encoded row; the rest (transfer files, augmentation,
 # chunking) decide only which rows there are, so a cache made under another key still holds the logits of the
 # rows the two transfer sets share.
-ROW_KEY_FIELDS = ("teacher", "seq_len", "kind", "labels")
+ROW_KEY_FIELDS = ("teacher", "seq_len", "kind", "labels", "first_token_state")
 
 
 def teacher_logit_key(*, teacher: str, transfer: list, augmentation: dict, train, seq_len: int, chunk_size: int,
-                      kind: str, labels: list, encoding: dict, max_transfer_lines, max_train_examples) -> dict:
+                      kind: str, labels: list, encoding: dict, max_transfer_lines, max_train_examples,
+                      first_token_state: bool = False) -> dict:
     """Everything the teacher's logits of a transfer set depend on: the teacher's and the transfer files'
     fingerprints, the augmentation (`{"copies": 0}` for none), the train file's fingerprint and
     `max_train_examples` when the train texts are the transfer data (else None), and how text is read,
-    chunked and encoded. Distillation and pruning recovery share caches through it."""
-    return {"teacher": teacher, "transfer": transfer, "augmentation": augmentation, "train": train,
-            "seq_len": seq_len, "chunk_size": chunk_size, "kind": kind, "labels": labels, "encoding": encoding,
-            "max_transfer_lines": max_transfer_lines, "max_train_examples": max_train_examples}
+    chunked and encoded. Distillation and pruning recovery share caches through it. With `first_token_state`,
+    each cached row holds the teacher's first-token state after its logits (`TFLogitsAndFirstTokenState`); the
+    field is left out otherwise, so that caches of logits alone keep the key they were made with."""
+    key = {"teacher": teacher, "transfer": transfer, "augmentation": augmentation, "train": train,
+           "seq_len": seq_len, "chunk_size": chunk_size, "kind": kind, "labels": labels, "encoding": encoding,
+           "max_transfer_lines": max_transfer_lines, "max_train_examples": max_train_examples}
+    if first_token_state:
+        key["first_token_state"] = True
+    return key
 
 
 def row_hashes(features) -> np.ndarray:
