@@ -36,10 +36,9 @@ from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.distill.vocabulary import trimmed_vocabulary
 from xdistil.errors import XdistilError
 from xdistil.fingerprints import checkpoint_fingerprint
-from xdistil.inference.predict import BatchedPredictor
+from xdistil.inference.predict import TFPredictor
 from xdistil.io_utils import atomic_save_dir, atomic_write_json
 from xdistil.model_dir import beside_teacher, claim_run_directory, clear_run_directory
-from xdistil.models.forward import TFLogits, TFLogitsAndFirstTokenState
 from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
 from xdistil.models.student import CALIBRATION_ROWS, build_student
 from xdistil.models.vocab_trimming import trim_model_vocab
@@ -285,8 +284,9 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
         cache = TeacherLogitCache(config.path / CACHE_DIR, key, owner=distribution.is_chief,
                                   also_read=beside_teacher(teacher_source, CACHE_DIR))
         distribution.barrier()
-    targets = TFLogitsAndFirstTokenState(teacher) if config.distillation.first_token_state_weight else TFLogits(teacher)
-    transfer = TransferSource(reader, encode_chunk, BatchedPredictor(targets, config.trainer.eval_batch_size), cache)
+    teacher_targets = TFPredictor(teacher, config.trainer.eval_batch_size,
+                                  first_token_state=bool(config.distillation.first_token_state_weight))
+    transfer = TransferSource(reader, encode_chunk, teacher_targets, cache)
     for callback in callbacks:
         callback.on_stage_begin("teacher_logit_cache")
     fill_started = time.time()

@@ -80,12 +80,14 @@ class BatchedPredictor:
 
 
 class TFPredictor(BatchedPredictor):
-    """Logits from a HF TF task model."""
+    """Logits from a HF TF task model; with `first_token_state`, each row's logits followed by the model's last
+    hidden state at the first token (a teacher's targets for --first_token_state_weight)."""
 
-    def __init__(self, model, batch_size: int = 64, length_multiple: int = 8):
-        from xdistil.models.forward import TFLogits
+    def __init__(self, model, batch_size: int = 64, length_multiple: int = 8, first_token_state: bool = False):
+        from xdistil.models.forward import TFLogits, TFLogitsAndFirstTokenState
 
-        super().__init__(TFLogits(model), batch_size, length_multiple)
+        forward = TFLogitsAndFirstTokenState(model) if first_token_state else TFLogits(model)
+        super().__init__(forward, batch_size, length_multiple)
         self.model = model
 
 
