@@ -54,14 +54,22 @@ def split_files(model_dir) -> dict:
 
 
 def score_all(predictors: dict, files: dict, model_dir) -> dict:
-    """{model: {split: scores}} over the labeled files."""
+    """{model: {split: scores}} over the labeled files; beside its metrics, each model's `agreement_with_teacher`
+    (`label_agreement`: the share of examples, and for NER of words, where it predicts the teacher's labels)."""
+    from bench.latency import label_agreement
+
     scores = {name: {} for name in predictors}
     for split, path in files.items():
         examples = model_dir.read_labeled(path)
+        outputs = {}
         for name, (model_bundle, predictor) in predictors.items():
             features = model_bundle.encode(examples)
             predictions = model_bundle.predictions(predictor.logits(features), features, examples)
             scores[name][split] = model_bundle.score(examples, predictions)
+            outputs[name] = [model_bundle.task.format_prediction(p) for p in predictions]
+        for name in predictors:
+            scores[name][split]["agreement_with_teacher"] = label_agreement(model_dir.task.kind, outputs[name],
+                                                                            outputs[TEACHER])
     return scores
 
 
@@ -105,7 +113,9 @@ def main(argv):
                            FLAGS.name or Path(FLAGS.model_dir).name)
     metric = report["metric"]
     for model, splits in report["scores"].items():
-        logging.info("%-20s %s", model, "  ".join(f"{s} {metric} {v[metric]:.4f}" for s, v in splits.items()))
+        logging.info("%-20s %s", model, "  ".join(f"{s} {metric} {v[metric]:.4f} (the teacher's labels "
+                                                  f"{v['agreement_with_teacher']['requests']:.1%})"
+                                                  for s, v in splits.items()))
 
 
 if __name__ == "__main__":

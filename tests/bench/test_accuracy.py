@@ -2,6 +2,7 @@
 import pytest
 
 from bench import accuracy
+from bench.common import STUDENT_TF, TEACHER
 from conftest import copy_model_dir
 from xdistil.export.student_export import ExportOptions, export_student
 from xdistil.model_dir import ModelDirectory
@@ -23,3 +24,14 @@ def test_int8_as_served_sees_each_request_at_its_own_length(distilled_pairwise_d
     # The same scores as the export's gate, which ran int8 the way it is served.
     score = model_dir.score(examples, model_dir.predictions(logits, features, examples))
     assert score == export["dev_scores"]["onnx_int8"]
+
+    # Each model's fidelity: the share of dev rows where it predicts the teacher's label.
+    scores = accuracy.score_all(predictors, {"dev": export["dev_file"]}, model_dir)
+    assert scores[TEACHER]["dev"]["agreement_with_teacher"] == {"requests": 1.0}
+    teacher_bundle, teacher = predictors[TEACHER]
+    _, student = predictors[STUDENT_TF]
+    teacher_labels = teacher.logits(teacher_bundle.encode(examples)).argmax(-1)
+    student_labels = student.logits(features).argmax(-1)
+    assert scores[STUDENT_TF]["dev"]["agreement_with_teacher"]["requests"] == \
+        float((teacher_labels == student_labels).mean())
+    assert scores["student_onnx_int8_batch1"]["dev"]["accuracy"] == export["dev_scores"]["onnx_int8"]["accuracy"]
