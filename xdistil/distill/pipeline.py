@@ -270,6 +270,7 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
         options = AugmentOptions.of_run(dataclasses.asdict(settings), config.trainer.seed)
         reader, augmentation = augmented_reader(reader, word_embedding_variable(teacher).numpy(), inputs.tokenizer,
                                                 options)
+    with_state = bool(config.distillation.first_token_state_weight)  # the teacher's targets: logits, then state
     cache = None
     if config.distillation.teacher_logit_cache:
         own_text = inputs.transfer_files is None  # the train texts are the transfer data
@@ -279,14 +280,13 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
             seq_len=settings.seq_len, chunk_size=settings.distil_chunk_size, kind=task.kind, labels=data.labels,
             encoding=dataclasses.asdict(settings.encoding), max_transfer_lines=settings.max_transfer_lines,
             max_train_examples=settings.max_train_examples if own_text else None,
-            first_token_state=bool(config.distillation.first_token_state_weight))
+            first_token_state=with_state)
         # The chief checks the key (a stale cache is deleted) before any worker writes to it.
         cache = TeacherLogitCache(config.path / CACHE_DIR, key, owner=distribution.is_chief,
                                   also_read=beside_teacher(teacher_source, CACHE_DIR))
         distribution.barrier()
-    teacher_targets = TFPredictor(teacher, config.trainer.eval_batch_size,
-                                  first_token_state=bool(config.distillation.first_token_state_weight))
-    transfer = TransferSource(reader, encode_chunk, teacher_targets, cache)
+    transfer = TransferSource(reader, encode_chunk,
+                              TFPredictor(teacher, config.trainer.eval_batch_size, first_token_state=with_state), cache)
     for callback in callbacks:
         callback.on_stage_begin("teacher_logit_cache")
     fill_started = time.time()

@@ -33,23 +33,18 @@ class TFLogits:
         return self.function(*[np.asarray(arrays[name], dtype=self.dtype) for name in self.names])["logits"].numpy()
 
 
-class TFLogitsAndFirstTokenState:
+class TFLogitsAndFirstTokenState(TFLogits):
     """A teacher's per-row distillation targets: its logits [B, C] followed by its last hidden state at the first
     token ([CLS] or <s>, [B, H]), as one float32 [B, C + H] array (what the teacher-logit cache keeps per row when
-    the first-token state is distilled). Sentence-level task models only."""
+    the first-token state is distilled). Sentence-level task models only; called as TFLogits is."""
 
     def __init__(self, model):
-        self.model = model
-        self.names = model_input_names(model)
-        signature = [tf.TensorSpec([None, None], tf.int32, name=name) for name in self.names]
+        super().__init__(model)
 
-        @tf.function(input_signature=signature)
+        @tf.function(input_signature=self.signature)
         def targets(*inputs):
             outputs = model(dict(zip(self.names, inputs)), output_hidden_states=True, training=False)
-            return tf.concat([tf.cast(outputs.logits, tf.float32),
-                              tf.cast(outputs.hidden_states[-1][:, 0], tf.float32)], axis=-1)
+            return {"logits": tf.concat([tf.cast(outputs.logits, tf.float32),
+                                         tf.cast(outputs.hidden_states[-1][:, 0], tf.float32)], axis=-1)}
 
         self.function = targets
-
-    def __call__(self, arrays: dict) -> np.ndarray:
-        return self.function(*[np.asarray(arrays[name], dtype=np.int32) for name in self.names]).numpy()
