@@ -49,6 +49,8 @@ def _config(inputs, tmp_path, **settings):
     ({"num_hidden_layers": 2}, "--num_hidden_layers", "sets a student from scratch"),
     ({"teacher_trainable_layers": 0}, "--teacher_trainable_layers", "at least 1"),
     ({"pt_student_layers": (0,)}, "--pt_student_layers", "keeps layers of a --pt_student_checkpoint"),
+    ({"task_kind": "pairwise", "augment_crops": 1}, "--augment_crops", "made of single texts and NER sentences"),
+    ({"augment_crops": -1}, "--augment_crops", "at least 0"),
 ])
 def test_settings_are_refused_with_their_flag(inputs, tmp_path, settings, flag, message):
     with pytest.raises(ConfigError, match=message) as caught:

@@ -131,6 +131,9 @@ class DataConfig(Section):
                 raise ConfigError("transfer_file", "--general_distillation learns from --transfer_file alone")
         elif not self.task:
             raise ConfigError("task", "a value is required")
+        if self.augment_crops and self.task_kind == "pairwise":
+            raise ConfigError("augment_crops", "a crop of one text of a pair changes what the pair means: crops are "
+                                               "made of single texts and NER sentences")
         if (self.trim_vocabulary_corpus or self.trim_vocabulary_top_n) and not self.trim_vocabulary:
             raise ConfigError("trim_vocabulary_corpus", "is read only with --trim_vocabulary")
         if self.trim_vocabulary_top_n and not self.trim_vocabulary_corpus:
@@ -145,6 +148,9 @@ class DataConfig(Section):
                                           above=0.0, maximum=1.0)
     augment_neighbours: int = setting(15, "Augmentation: a word's replacement is drawn from its this many "
                                           "nearest whole-word pieces.", minimum=1)
+    augment_crops: int = setting(0, "Word-span crops of each transfer text or NER sentence (30% of its words or "
+                                    "more, not all), each labelled by the teacher like a text of its own: phrase-"
+                                    "level targets; not for pairs. 0 is off.", minimum=0)
 
     @property
     def encoding(self):

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from xdistil.data.augmentation import (AugmentOptions, WordNeighbours, augment_examples,
-                                       augmentation_fingerprint, nearest_neighbours, seen_piece_ids,
+from xdistil.data.augmentation import (CROP_MIN_FRACTION, AugmentOptions, WordNeighbours, augment_examples,
+                                       augmentation_fingerprint, crop_words, nearest_neighbours, seen_piece_ids,
                                        whole_word_pieces)
 from xdistil.data.readers import NerExample, TextExample
 
@@ -281,6 +281,72 @@ def test_negative_start_index_is_rejected(bert_neighbours):
         list(augment_examples(SENTENCES, bert_neighbours, 1, 0.4, 0, start_index=-1))
 
 
+# --- crops -------------------------------------------------------------------------------------
+
+LONG = TextExample("a b c d e f g h i j k l m n o p q r s t", None, None)
+
+
+def _is_span(part: list, whole: list) -> bool:
+    return any(whole[start:start + len(part)] == part for start in range(len(whole) - len(part) + 1))
+
+
+@pytest.mark.parametrize("length", [2, 3, 7, 20])
+def test_a_crop_is_a_contiguous_span_of_at_least_the_minimum_share_and_not_all(length):
+    words = [f"w{i}" for i in range(length)]
+    lengths = set()
+    for seed in range(200):
+        crop = crop_words(words, np.random.default_rng(seed))
+        assert _is_span(crop, words)
+        assert math.ceil(CROP_MIN_FRACTION * length) <= len(crop) < length
+        lengths.add(len(crop))
+    assert lengths == set(range(max(1, math.ceil(CROP_MIN_FRACTION * length)), length))  # every length is drawn
+
+
+@pytest.mark.parametrize("words", [[], ["alone"]])
+def test_a_text_of_one_word_or_none_is_its_own_crop(words):
+    assert crop_words(words, np.random.default_rng(0)) == words
+
+
+def test_crops_follow_the_copies_and_leave_them_as_they_were(bert_neighbours):
+    without = list(augment_examples(SENTENCES[:3], bert_neighbours, copies=2, replace_prob=0.5, seed=5))
+    output = list(augment_examples(SENTENCES[:3], bert_neighbours, copies=2, replace_prob=0.5, seed=5, crops=2))
+    assert len(output) == 3 * 5
+    for index, original in enumerate(SENTENCES[:3]):
+        group = output[5 * index:5 * index + 5]
+        assert group[:3] == without[3 * index:3 * index + 3]
+        for crop in group[3:]:
+            assert crop.label is None and crop.text_b is None
+            assert _is_span(crop.text_a.split(), original.text_a.split())
+            assert len(crop.text_a.split()) < len(original.text_a.split())
+
+
+def test_crops_without_copies_need_no_neighbours_and_without_the_original_are_all_there_is():
+    output = list(augment_examples([LONG], None, copies=0, replace_prob=0.4, seed=0, include_original=False,
+                                   crops=3))
+    assert len(output) == 3 and all(_is_span(crop.text_a.split(), LONG.text_a.split()) for crop in output)
+    assert len(set(texts(output))) > 1
+
+
+@pytest.mark.parametrize("start", [1, 4, 9])
+def test_crops_of_a_stream_started_at_an_index_are_those_of_a_full_run(start):
+    full = list(augment_examples(SENTENCES, None, 0, 0.4, seed=3, crops=2))
+    tail = list(augment_examples(SENTENCES[start:], None, 0, 0.4, seed=3, start_index=start, crops=2))
+    assert tail == full[start * 3:]
+    assert texts(full) != texts(augment_examples(SENTENCES, None, 0, 0.4, seed=4, crops=2))
+
+
+def test_ner_crops_are_spans_of_the_tokens_without_tags():
+    original = NerExample(("John", "lives", "in", "Paris", "since", "May"), ("B-PER", "O", "O", "B-LOC", "O", "O"))
+    for crop in augment_examples([original], None, 0, 0.4, seed=0, include_original=False, crops=5):
+        assert crop.tags is None and _is_span(list(crop.tokens), list(original.tokens))
+        assert 2 <= len(crop.tokens) < 6
+
+
+def test_a_pair_is_not_cropped():
+    with pytest.raises(ValueError, match="not of text pairs"):
+        list(augment_examples([TextExample("the film is good", "it is", "1")], None, 0, 0.4, seed=0, crops=1))
+
+
 # --- options and fingerprint --------------------------------------------------------------------
 
 def test_default_options_follow_tinybert():
@@ -297,6 +363,8 @@ def test_default_options_follow_tinybert():
     (dict(copies=1, replace_prob=math.nan), "--augment_replace_prob"),
     (dict(copies=1, neighbours=0), "--augment_neighbours"),
     (dict(copies=1, seed=-1), "seed"),
+    (dict(crops=-1), "--augment_crops"),
+    (dict(crops=0.5), "--augment_crops"),
 ])
 def test_invalid_options_name_the_flag(settings, flag):
     with pytest.raises(ValueError, match=re.escape(flag)):
@@ -321,3 +389,29 @@ def test_fingerprint_when_off_ignores_the_other_settings():
     assert augmentation_fingerprint(AugmentOptions(copies=0, replace_prob=0.9), None) == {"copies": 0}
     with pytest.raises(ValueError, match="word neighbours"):
         augmentation_fingerprint(AugmentOptions(copies=2), None)
+
+
+def test_crops_enter_the_fingerprint_only_when_made():
+    """A key without crops is the one made before crops existed, so older caches still match; crops alone need no
+    neighbour table; each crop setting changes the key."""
+    assert "crops" not in augmentation_fingerprint(AugmentOptions(copies=0, crops=0), None)
+    only_crops = augmentation_fingerprint(AugmentOptions(crops=1, seed=2), None)
+    assert only_crops["crops"] == 1 and "neighbour_table" not in only_crops and only_crops != {"copies": 0}
+    assert augmentation_fingerprint(AugmentOptions(crops=2, seed=2), None) != only_crops
+    assert augmentation_fingerprint(AugmentOptions(crops=1, seed=3), None) != only_crops
+
+
+def test_crops_keep_the_copies_fingerprint_apart_from_their_own_fields(bert_neighbours):
+    copies = augmentation_fingerprint(AugmentOptions(copies=2, seed=3), bert_neighbours)
+    assert set(copies) == {"method", "copies", "replace_prob", "neighbours", "seed", "include_original",
+                           "neighbour_table"}
+    both = augmentation_fingerprint(AugmentOptions(copies=2, seed=3, crops=1), bert_neighbours)
+    assert {key: value for key, value in both.items() if key not in ("crops", "crop_method")} == copies
+    assert both["crops"] == 1
+
+
+def test_a_runs_options_without_crops_read_as_none():
+    """Runs saved before --augment_crops existed have no such setting: they made no crops."""
+    settings = {"augment_transfer": 1, "augment_replace_prob": 0.4, "augment_neighbours": 15}
+    assert AugmentOptions.of_run(settings, 42) == AugmentOptions(1, 0.4, 15, 42)
+    assert AugmentOptions.of_run({**settings, "augment_crops": 2}, 42).crops == 2

@@ -218,6 +218,17 @@ def test_a_run_reusing_another_runs_trimmed_teacher_neither_copies_nor_scores_no
     assert len(third_rows) == 2 * len(first_rows)  # each transfer row and its copy
     assert 0 < teacher_rows == np.isin(third_rows, first_rows, invert=True).sum() <= len(first_rows)
 
+    # crops come after the copies and leave them as they were; the teacher runs on what the first run lacks
+    fourth = DistilConfig.from_settings(str(tmp_path / "fourth"), **{**third.flat_settings(), "augment_crops": 1})
+    predicted.clear()
+    run_distillation(fourth)
+    teacher_rows = sum(rows for model, rows in predicted if model.config.num_hidden_layers == 2)
+    fourth_rows = np.concatenate([np.load(p) for p in sorted((fourth.path / "cache" / "teacher_logits").glob("rows_*"))])
+    assert len(fourth_rows) == 3 * len(first_rows)  # each transfer row, its copy and its crop
+    np.testing.assert_array_equal(fourth_rows.reshape(-1, 3)[:, :2], third_rows.reshape(-1, 2))
+    assert np.isin(fourth_rows.reshape(-1, 3)[:, 2], third_rows, invert=True).mean() > 0.9
+    assert teacher_rows == np.isin(fourth_rows, first_rows, invert=True).sum()
+
 
 def test_roberta_teacher_with_byte_level_bpe(tmp_path):
     """A RoBERTa teacher (BPE needing add_prefix_space for pre-split words, positions offset by the

@@ -16,15 +16,24 @@ punctuation around a word is kept and only the rest (its core) is replaced, so t
 may become "movie,"; a word is replaced by exactly one word, so NER word boundaries hold.
 Whitespace is kept as it was. An augmented copy that happens to equal the original (no
 replaceable word, or no replacement drawn) is still emitted: each input example yields
-exactly `include_original + copies` examples, whatever its words.
+exactly `include_original + copies + crops` examples, whatever its words.
 
 The words chosen for a copy depend only on (seed, the example's global index, the copy
 number) and the neighbour table, so a run resumed at any chunk produces the same data.
+
+Crops (`crops` > 0) are a second kind of copy, after the neighbour copies: a contiguous span of
+the text's (or NER sentence's) words, at least `CROP_MIN_FRACTION` of them and one fewer than
+all, so that the teacher labels the phrases a text is made of, as SST's phrase labels teach a
+sentence's parts. A text of one word is its own crop. Crop c of the example of global index g
+draws from `numpy.random.default_rng([seed, g, CROP_STREAM, c])`, a stream of its own, so that
+adding crops leaves the neighbour copies (and the cached logits of their rows) as they were.
+Pairs are not cropped (a crop of a premise changes what follows from it).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 import unicodedata
@@ -39,6 +48,9 @@ from xdistil.data.readers import NerExample, TextExample
 log = logging.getLogger(__name__)
 
 AUGMENTATION_METHOD = "tinybert-teacher-embedding-neighbours/1"
+CROP_METHOD = "word-span-crops/1"
+CROP_MIN_FRACTION = 0.3
+CROP_STREAM = 1
 SENTENCEPIECE_MARKER = "\u2581"
 _SIMILARITY_BLOCK_BYTES = 64 * 2**20  # one float32 block of the similarity matrix
 _LOOKUP_CACHE_LIMIT = 1_000_000  # distinct words remembered by WordNeighbours
@@ -54,6 +66,7 @@ class AugmentOptions:
     neighbours: int = 15
     seed: int = 0
     include_original: bool = True
+    crops: int = 0
 
     def __post_init__(self):
         if not _is_integer(self.copies) or self.copies < 0:
@@ -65,15 +78,23 @@ class AugmentOptions:
             raise ValueError(f"--augment_neighbours must be an integer >= 1, got {self.neighbours!r}")
         if not _is_integer(self.seed) or self.seed < 0:
             raise ValueError(f"the augmentation seed must be an integer >= 0, got {self.seed!r}")
-        if self.copies == 0 and not self.include_original:
+        if not _is_integer(self.crops) or self.crops < 0:
+            raise ValueError(f"--augment_crops (word-span crops per transfer example) must be an integer >= 0, "
+                             f"got {self.crops!r}")
+        if not self.active and not self.include_original:
             raise ValueError("--augment_transfer 0 without the original examples leaves no transfer data")
+
+    @property
+    def active(self) -> bool:
+        """Whether any copy is made (neighbour copies or crops)."""
+        return bool(self.copies or self.crops)
 
     @classmethod
     def of_run(cls, data_settings, seed: int) -> "AugmentOptions":
         """The options a run's --augment_* settings give (`data_settings`: its data section, as a mapping), so that
         the distillation and a later pruning of its student make the same copies under the same cache key."""
         return cls(data_settings["augment_transfer"], data_settings["augment_replace_prob"],
-                   data_settings["augment_neighbours"], seed)
+                   data_settings["augment_neighbours"], seed, crops=data_settings.get("augment_crops", 0))
 
 
 def _is_integer(value) -> bool:
@@ -83,15 +104,23 @@ def _is_integer(value) -> bool:
 def augmentation_fingerprint(options: AugmentOptions, word_neighbours: WordNeighbours | None) -> dict:
     """A stable, JSON-ready description of what the augmentation emits, for a cache key.
 
-    `{"copies": 0}` when augmentation is off (its other settings then change nothing); else
-    the method, the options and a digest of the neighbour table, which is required.
+    `{"copies": 0}` when augmentation is off (its other settings then change nothing); else the
+    options, with the method and a digest of the neighbour table (required) when there are
+    neighbour copies, and the crop method when there are crops (a key without crops is the one
+    made before crops existed).
     """
-    if options.copies == 0:
+    if not options.active:
         return {"copies": 0}
-    if word_neighbours is None:
-        raise ValueError("augmentation is on: its fingerprint needs the word neighbours")
-    return {"method": AUGMENTATION_METHOD, **asdict(options),
-            "neighbour_table": word_neighbours.digest()}
+    fingerprint = asdict(options)
+    if options.crops:
+        fingerprint["crop_method"] = CROP_METHOD
+    else:
+        del fingerprint["crops"]
+    if options.copies:
+        if word_neighbours is None:
+            raise ValueError("augmentation is on: its fingerprint needs the word neighbours")
+        fingerprint.update(method=AUGMENTATION_METHOD, neighbour_table=word_neighbours.digest())
+    return fingerprint
 
 
 def _plain_backend(tokenizer) -> Tokenizer:
@@ -294,28 +323,48 @@ class _WordChoices:
         return words
 
 
-def augment_examples(examples: Iterable, word_neighbours: WordNeighbours, copies: int,
+def crop_words(words: list, rng: np.random.Generator) -> list:
+    """A contiguous span of `words`: at least `CROP_MIN_FRACTION` of them (and one) and one fewer than all;
+    a list of one word or none is returned whole."""
+    if len(words) < 2:
+        return list(words)
+    length = int(rng.integers(max(1, math.ceil(CROP_MIN_FRACTION * len(words))), len(words)))
+    start = int(rng.integers(0, len(words) - length + 1))
+    return list(words[start:start + length])
+
+
+def _crop(example, rng: np.random.Generator):
+    """An unlabeled crop of a single text (its whitespace-separated words, joined by one space) or NER sentence."""
+    if isinstance(example, NerExample):
+        return NerExample(tuple(crop_words(list(example.tokens), rng)), None)
+    if example.text_b is not None:
+        raise ValueError("crops are made of single texts and NER sentences, not of text pairs")
+    return TextExample(" ".join(crop_words(example.text_a.split(), rng)), None, None)
+
+
+def augment_examples(examples: Iterable, word_neighbours: WordNeighbours | None, copies: int,
                      replace_prob: float, seed: int, include_original: bool = True,
-                     start_index: int = 0) -> Iterator:
-    """Yield, for each example, itself (if `include_original`, untouched) and then `copies`
-    augmented versions (NerExample / TextExample with no tags / label).
+                     start_index: int = 0, crops: int = 0) -> Iterator:
+    """Yield, for each example, itself (if `include_original`, untouched), then `copies`
+    augmented versions and `crops` crops (NerExample / TextExample with no tags / label).
 
     Example i of `examples` has the global index `start_index + i`; copy c of the example of
-    global index g uses `numpy.random.default_rng([seed, g, c])`, so a stream started at any
-    example reproduces the matching tail of a full run. Settings are validated by
-    `AugmentOptions`.
+    global index g uses `numpy.random.default_rng([seed, g, c])` (crop c: `[seed, g,
+    CROP_STREAM, c]`), so a stream started at any example reproduces the matching tail of a full
+    run. Settings are validated by `AugmentOptions`; `word_neighbours` may be None without copies.
     """
     if start_index < 0:
         raise ValueError(f"start_index must be >= 0, got {start_index}")
     for index, example in enumerate(examples, start=start_index):
         if include_original:
             yield example
-        if copies == 0:
-            continue
-        choices = [_WordChoices(words, word_neighbours) for words in _sides(example)]
-        for copy in range(copies):
-            rng = np.random.default_rng([seed, index, copy])
-            yield _unlabeled_from_sides(example, [side.draw(replace_prob, rng) for side in choices])
+        if copies:
+            choices = [_WordChoices(words, word_neighbours) for words in _sides(example)]
+            for copy in range(copies):
+                rng = np.random.default_rng([seed, index, copy])
+                yield _unlabeled_from_sides(example, [side.draw(replace_prob, rng) for side in choices])
+        for crop in range(crops):
+            yield _crop(example, np.random.default_rng([seed, index, CROP_STREAM, crop]))
 
 
 def seen_piece_ids(tokenizer, examples: Iterable) -> np.ndarray:
@@ -334,7 +383,7 @@ class AugmentedChunkReader:
     Chunk i of `reader` holds the examples of global indices i * chunk_size onwards, so its copies are
     the ones a full pass would make, whichever chunk a (resumed) pass starts from."""
 
-    def __init__(self, reader, word_neighbours: WordNeighbours, options: AugmentOptions):
+    def __init__(self, reader, word_neighbours: WordNeighbours | None, options: AugmentOptions):
         self.reader = reader
         self.word_neighbours = word_neighbours
         self.options = options
@@ -343,16 +392,22 @@ class AugmentedChunkReader:
         for index, examples in self.reader.chunks(start_chunk):
             yield index, list(augment_examples(
                 examples, self.word_neighbours, self.options.copies, self.options.replace_prob, self.options.seed,
-                self.options.include_original, start_index=index * self.reader.chunk_size))
+                self.options.include_original, start_index=index * self.reader.chunk_size, crops=self.options.crops))
 
 
-def augmented_reader(reader, embeddings: np.ndarray, tokenizer, options: AugmentOptions):
+def augmented_reader(reader, embeddings, tokenizer, options: AugmentOptions):
     """`reader` with augmented copies of each example: words replaced by their neighbours among the rows of
-    `embeddings` (the teacher's input word embeddings, indexed by `tokenizer`'s ids), among the words of the
-    reader's own examples. Returns (reader, fingerprint for a cache key)."""
-    started = time.time()
-    candidates = seen_piece_ids(tokenizer, (example for _, chunk in reader.chunks(0) for example in chunk))
-    neighbours = WordNeighbours.from_embeddings(tokenizer, embeddings, options.neighbours, candidate_ids=candidates)
-    log.info("augmentation: %d copies of each transfer example, %d replaceable words (%.0f s)", options.copies,
-             len(neighbours), time.time() - started)
+    `embeddings` (the teacher's input word embeddings, indexed by `tokenizer`'s ids; a function giving them, called
+    only when there are neighbour copies), among the words of the reader's own examples; then the crops. Returns
+    (reader, fingerprint for a cache key)."""
+    neighbours = None
+    if options.copies:
+        started = time.time()
+        candidates = seen_piece_ids(tokenizer, (example for _, chunk in reader.chunks(0) for example in chunk))
+        neighbours = WordNeighbours.from_embeddings(tokenizer, embeddings(), options.neighbours,
+                                                    candidate_ids=candidates)
+        log.info("augmentation: %d copies of each transfer example, %d replaceable words (%.0f s)", options.copies,
+                 len(neighbours), time.time() - started)
+    if options.crops:
+        log.info("augmentation: %d word-span crops of each transfer example", options.crops)
     return AugmentedChunkReader(reader, neighbours, options), augmentation_fingerprint(options, neighbours)

@@ -97,9 +97,9 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
     teacher = _TeacherOnDemand(teacher_path, source.task, source.labels, batch_size)
     teacher_tokenizer = load_tokenizer(teacher_path)
     augmentation = {"copies": 0}
-    if data.get("augment_transfer"):
-        options = AugmentOptions.of_run(data, record["trainer"]["seed"])
-        reader, augmentation = augmented_reader(reader, teacher.word_embeddings(), teacher_tokenizer, options)
+    options = AugmentOptions.of_run(data, record["trainer"]["seed"])
+    if options.active:
+        reader, augmentation = augmented_reader(reader, teacher.word_embeddings, teacher_tokenizer, options)
     key = teacher_logit_key(
         teacher=checkpoint_fingerprint(teacher_path), transfer=[large_file_fingerprint(p) for p in paths],
         augmentation=augmentation, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
