@@ -303,6 +303,11 @@ class DistillationConfig(Section):
                                                     "the student's: the squared distance of their unit vectors (as "
                                                     "PKD) times this weight. Sentence tasks only.", minimum=0.0)
     teacher_logit_cache: bool = setting(True, "Cache teacher logits on disk (off: recompute per chunk and stage).")
+    teacher_logits_from: str | None = setting(
+        None, "Other run directories, separated by commas, whose teacher-logit caches lend this run the rows they "
+              "hold of the same teacher, sequence length and labels (matched by row hash), so that the teacher runs "
+              "on the other rows only. A run given another run's teacher (<run>/teacher) reads that run's cache "
+              "without this flag.")
     representation_epochs: int = setting(2, "Stage 1 epochs (0 skips the stage).", minimum=0)
     logit_epochs: int = setting(2, "Stage 2 epochs (0 skips the stage).", minimum=0)
     finetune_epochs: int = setting(4, "Stage 3 epochs (0 skips the stage).", minimum=0)
@@ -386,7 +391,7 @@ def saved_run_identity(payload: dict, sections: dict) -> dict:
 
 # Settings a resumed run may change without changing what it computes.
 RESUMABLE_SETTINGS = frozenset({"strategy", "num_virtual_cpus", "tpu", "log_every_steps", "checkpoint_every_steps",
-                                "eval_batch_size", "allow_weak_teacher"})
+                                "eval_batch_size", "allow_weak_teacher", "teacher_logits_from"})
 
 
 @dataclasses.dataclass(frozen=True)

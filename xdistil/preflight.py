@@ -14,6 +14,7 @@ from pathlib import Path
 
 from xdistil.data.transfer import ExamplesChunkReader, TransferChunkReader, transfer_paths
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
+from xdistil.distill.teacher_cache import lending_caches
 from xdistil.errors import ConfigError, InputFileError
 from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint, small_file_fingerprint
 from xdistil.models.bert_conversion import BERT_FAMILY, cut_architecture_problem
@@ -83,6 +84,9 @@ def check_distillation(config) -> DistillationInputs:
     student_layers = _check_student(config, teacher_config, tokenizer)
     if data.trim_vocabulary:
         _check_trimmable(config, tokenizer)
+    for cache in lending_caches(config.distillation.teacher_logits_from):
+        if not (cache / "meta.json").is_file():
+            raise ConfigError("teacher_logits_from", f"{cache.parent.parent} has no teacher-logit cache ({cache})")
     if config.distillation.first_token_state_weight and task.token_level:
         raise ConfigError("first_token_state_weight", f"a {task.kind} task's teacher targets are per token; the "
                                                       "first-token state is distilled for sentence tasks only")

@@ -29,7 +29,7 @@ from xdistil.distill.distribution import Distribution
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.sources import LabeledSource, TransferSource
 from xdistil.distill.stage_losses import cross_entropy_loss, logit_distillation_loss, representation_loss
-from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, teacher_logit_key
+from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, lending_caches, teacher_logit_key
 from xdistil.distill.teacher_scores import SCORES_FILE, TeacherScores, teacher_score_key
 from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
@@ -283,7 +283,8 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
             first_token_state=with_state)
         # The chief checks the key (a stale cache is deleted) before any worker writes to it.
         cache = TeacherLogitCache(config.path / CACHE_DIR, key, owner=distribution.is_chief,
-                                  also_read=beside_teacher(teacher_source, CACHE_DIR))
+                                  also_read=beside_teacher(teacher_source, CACHE_DIR)
+                                  + lending_caches(config.distillation.teacher_logits_from))
         distribution.barrier()
     transfer = TransferSource(reader, encode_chunk,
                               TFPredictor(teacher, config.trainer.eval_batch_size, first_token_state=with_state), cache)

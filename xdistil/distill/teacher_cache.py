@@ -41,6 +41,11 @@ def teacher_logit_key(*, teacher: str, transfer: list, augmentation: dict, train
     return key
 
 
+def lending_caches(run_directories: str | None) -> list[Path]:
+    """The teacher-logit caches of the runs named in a --teacher_logits_from value (comma-separated directories)."""
+    return [Path(part.strip()) / CACHE_DIR for part in (run_directories or "").split(",") if part.strip()]
+
+
 def row_hashes(features) -> np.ndarray:
     """A 64-bit hash of each encoded row's model inputs (uint64): equal rows, equal hashes, whichever transfer
     set, chunk or augmented copy they came from."""
