@@ -15,7 +15,7 @@ import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
 from absl import app, flags, logging
 
 from bench.common import (RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER, default_teacher_dir,
-                          load_teacher, model_sizes_mb, read_json, teacher_view, write_result)
+                          label_agreement, load_teacher, model_sizes_mb, read_json, teacher_view, write_result)
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +56,6 @@ def split_files(model_dir) -> dict:
 def score_all(predictors: dict, files: dict, model_dir) -> dict:
     """{model: {split: scores}} over the labeled files; beside its metrics, each model's `agreement_with_teacher`
     (`label_agreement`: the share of examples, and for NER of words, where it predicts the teacher's labels)."""
-    from bench.latency import label_agreement
 
     scores = {name: {} for name in predictors}
     for split, path in files.items():

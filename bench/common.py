@@ -1,10 +1,13 @@
-"""Helpers shared by the benchmark scripts: where results go, the teacher of a model directory, sizes."""
+"""Helpers shared by the benchmark scripts: where results go, the teacher of a model directory, sizes, label
+agreement."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from xdistil.io_utils import atomic_write_json
 
@@ -72,6 +75,17 @@ def model_sizes_mb(model_dir, teacher_dir: str) -> dict:
              STUDENT_ONNX_FP32: fp32.stat().st_size if fp32.exists() else None,
              STUDENT_ONNX_INT8: int8.stat().st_size if int8.exists() else None}
     return {name: None if size is None else round(size / 1e6, 2) for name, size in sizes.items()}
+
+
+def label_agreement(kind: str, outputs: list[str], reference: list[str]) -> dict:
+    """Share of requests with identical labels (probabilities ignored); NER also per word."""
+    labels = [o.split("\t")[0] for o in outputs]
+    ref = [r.split("\t")[0] for r in reference]
+    result = {"requests": float(np.mean([a == b for a, b in zip(labels, ref)]))}
+    if kind == "ner":
+        pairs = [(a, b) for line, ref_line in zip(labels, ref) for a, b in zip(line.split(), ref_line.split())]
+        result["words"] = float(np.mean([a == b for a, b in pairs]))
+    return result
 
 
 def write_result(path: Path, payload: dict) -> Path:

@@ -20,9 +20,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from bench.common import (PADDED_TEACHER, RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER,
-                          default_teacher_dir, encoder_multiply_adds, load_average, load_teacher, model_sizes_mb,
-                          onnxruntime_gemm_ceiling, peak_summary, read_json, teacher_view, this_cpu_peak,
-                          write_result)
+                          default_teacher_dir, encoder_multiply_adds, label_agreement, load_average, load_teacher,
+                          model_sizes_mb, onnxruntime_gemm_ceiling, peak_summary, read_json, teacher_view,
+                          this_cpu_peak, write_result)
 
 FLAGS = flags.FLAGS
 
@@ -79,17 +79,6 @@ def build_predictors(model_dir, export: dict, teacher_dir: str, seq_len: int, th
     else:
         logging.warning("no int8 model in the export: int8 not measured")
     return predictors
-
-
-def label_agreement(kind: str, outputs: list[str], reference: list[str]) -> dict:
-    """Share of requests with identical labels (probabilities ignored); NER also per word."""
-    labels = [o.split("\t")[0] for o in outputs]
-    ref = [r.split("\t")[0] for r in reference]
-    result = {"requests": float(np.mean([a == b for a, b in zip(labels, ref)]))}
-    if kind == "ner":
-        pairs = [(a, b) for line, ref_line in zip(labels, ref) for a, b in zip(line.split(), ref_line.split())]
-        result["words"] = float(np.mean([a == b for a, b in pairs]))
-    return result
 
 
 def _row_lengths(view, lines, path) -> list[list[int]]:

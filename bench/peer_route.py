@@ -369,7 +369,7 @@ def comparisons(kind: str, runs: dict) -> dict:
 def output_checks(model_dir, examples, runs: dict, tf_outputs: list[str]) -> dict:
     """fp32 logits of both graphs against each other; each end-to-end route's labels against the TF student's and
     the gold test labels."""
-    from bench.latency import label_agreement
+    from bench.common import label_agreement
 
     outputs = {name: runs[name].outputs for name in END_TO_END}
     checks = {"fp32_max_abs_logit_diff_ours_vs_peer": max(float(np.max(np.abs(a - b))) for a, b in zip(

@@ -1,7 +1,7 @@
 """The benchmark scripts' pure helpers: request lines, label agreement, repeated transfer files (no models)."""
 import pytest
 
-from bench import distill_cost, latency
+from bench import common, distill_cost
 from xdistil.data.readers import NerExample, TextExample
 from xdistil.tasks import get_task
 
@@ -18,9 +18,9 @@ def test_requests_are_the_unlabeled_format(kind, example, line):
 
 
 def test_label_agreement():
-    ner = latency.label_agreement("ner", ["B-PER O O B-LOC", "O O"], ["B-PER O O O", "O O"])
+    ner = common.label_agreement("ner", ["B-PER O O B-LOC", "O O"], ["B-PER O O O", "O O"])
     assert ner == {"requests": 0.5, "words": pytest.approx(5 / 6)}
-    text = latency.label_agreement("classification", ["1\t0.900000", "0\t0.600000"], ["1\t0.700000", "1\t0.800000"])
+    text = common.label_agreement("classification", ["1\t0.900000", "0\t0.600000"], ["1\t0.700000", "1\t0.800000"])
     assert text == {"requests": 0.5}
 
 
