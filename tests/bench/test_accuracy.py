@@ -1,8 +1,9 @@
 """bench/accuracy.py scores each model as it is used; int8 "as served" runs each request at its exact length."""
+import numpy as np
 import pytest
 
 from bench import accuracy
-from bench.common import STUDENT_TF, TEACHER
+from bench.common import STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER
 from conftest import copy_model_dir
 from xdistil.export.student_export import ExportOptions, export_student
 from xdistil.model_dir import ModelDirectory
@@ -35,3 +36,12 @@ def test_int8_as_served_sees_each_request_at_its_own_length(distilled_pairwise_d
     assert scores[STUDENT_TF]["dev"]["agreement_with_teacher"]["requests"] == \
         float((teacher_labels == student_labels).mean())
     assert scores["student_onnx_int8_batch1"]["dev"]["accuracy"] == export["dev_scores"]["onnx_int8"]["accuracy"]
+
+    # On the run's own transfer rows: each student against the argmax of the teacher logits the run cached.
+    transfer = accuracy.transfer_agreement(model_dir, predictors, batch_size=8)
+    assert set(transfer) == {STUDENT_TF, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8}
+    cached = np.concatenate([np.load(path) for path in
+                             sorted((model_dir.path / "cache" / "teacher_logits").glob("chunk_*.npy"))])
+    transfer_rows = model_dir.encode(model_dir.read_unlabeled(model_dir.record["transfer_files"][0]))
+    agreeing = student.logits(transfer_rows).argmax(-1) == cached.astype(np.float32).argmax(-1)
+    assert transfer[STUDENT_TF] == {"rows": len(cached), "agreement_with_teacher": pytest.approx(agreeing.mean())}
