@@ -7,11 +7,13 @@ metrics: entity F1 with per-type scores for NER, accuracy and macro-F1 otherwise
 Writes bench/results/<name>_accuracy.json.
 """
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `python bench/...`
 import xdistil  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
 
+import numpy as np
 from absl import app, flags, logging
 
 from bench.common import (RESULTS_DIR, STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER, default_teacher_dir,
@@ -81,10 +83,6 @@ def transfer_agreement(model_dir, predictors: dict, batch_size: int) -> dict:
     its cache; computed only if the run kept none). Beside the same agreement on dev and test, it separates what
     the student failed to learn from what it learned and does not carry to new text. Batch-1 int8 is left out
     (the batched int8 model stands for it: 30,000 requests one by one would dominate the benchmark)."""
-    import tempfile
-
-    import numpy as np
-
     from xdistil.pruning.recovery import teacher_transfer
 
     if model_dir.task.token_level:
