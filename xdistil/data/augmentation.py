@@ -399,7 +399,9 @@ def augmented_reader(reader, embeddings, tokenizer, options: AugmentOptions):
     """`reader` with augmented copies of each example: words replaced by their neighbours among the rows of
     `embeddings` (the teacher's input word embeddings, indexed by `tokenizer`'s ids; a function giving them, called
     only when there are neighbour copies), among the words of the reader's own examples; then the crops. Returns
-    (reader, fingerprint for a cache key)."""
+    (reader, fingerprint for a cache key): `reader` itself and `{"copies": 0}` when `options` make no copy."""
+    if not options.active:
+        return reader, augmentation_fingerprint(options, None)
     neighbours = None
     if options.copies:
         started = time.time()

@@ -265,11 +265,8 @@ def _transfer_source(config, inputs: DistillationInputs, data: TaskData, teacher
         return task.encode(inputs.tokenizer, examples, label2id, settings.encoding)[0]
 
     reader = inputs.transfer_reader(settings.distil_chunk_size, settings.max_transfer_lines)
-    augmentation = {"copies": 0}
-    options = AugmentOptions.of_run(dataclasses.asdict(settings), config.trainer.seed)
-    if options.active:
-        reader, augmentation = augmented_reader(reader, lambda: word_embedding_variable(teacher).numpy(),
-                                                inputs.tokenizer, options)
+    reader, augmentation = augmented_reader(reader, lambda: word_embedding_variable(teacher).numpy(), inputs.tokenizer,
+                                            AugmentOptions.of_run(dataclasses.asdict(settings), config.trainer.seed))
     with_state = bool(config.distillation.first_token_state_weight)  # the teacher's targets: logits, then state
     cache = None
     if config.distillation.teacher_logit_cache:

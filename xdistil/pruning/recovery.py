@@ -96,10 +96,8 @@ def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
     teacher_path = run_teacher(source)
     teacher = _TeacherOnDemand(teacher_path, source.task, source.labels, batch_size)
     teacher_tokenizer = load_tokenizer(teacher_path)
-    augmentation = {"copies": 0}
-    options = AugmentOptions.of_run(data, record["trainer"]["seed"])
-    if options.active:
-        reader, augmentation = augmented_reader(reader, teacher.word_embeddings, teacher_tokenizer, options)
+    reader, augmentation = augmented_reader(reader, teacher.word_embeddings, teacher_tokenizer,
+                                            AugmentOptions.of_run(data, record["trainer"]["seed"]))
     key = teacher_logit_key(
         teacher=checkpoint_fingerprint(teacher_path), transfer=[large_file_fingerprint(p) for p in paths],
         augmentation=augmentation, train=None, seq_len=source.seq_len, chunk_size=data["distil_chunk_size"],
