@@ -221,6 +221,10 @@ class StudentConfig(Section):
                                                    "would not match its copied weights).")
     compression_method: str = setting("svd", "Embedding compression.", choices=COMPRESSION_METHODS)
     freeze_word_embedding: bool = setting(False, "Keep the student's word embeddings frozen.")
+    student_dropout: float | None = setting(
+        None, "Dropout rate of every dropout layer of the student during training (hidden states, attention "
+              "probabilities, task head), saved in its config; default: what its checkpoint or the teacher has "
+              "(0.1 for BERT, MiniLM, MPNet). Does nothing at inference.", minimum=0.0, below=1.0)
     remap_student_vocabulary: bool = setting(
         False, "A --pt_student_checkpoint with another vocabulary than the teacher's (e.g. MiniLM's WordPiece under "
                "a SentencePiece teacher) takes the teacher's: pieces both have keep the student's own rows, the others "

@@ -321,3 +321,28 @@ def test_a_bert_student_is_cut_from_an_mpnet_teachers_layers(tmp_path):
     ids = _calibration(rows=3).input_ids
     np.testing.assert_allclose(whole(input_ids=ids, training=False).logits.numpy(),
                                teacher(input_ids=ids, training=False).logits.numpy(), atol=1e-5)
+
+
+def test_student_dropout_sets_every_dropout_layer_and_the_saved_config(tmp_path, teacher_dir, teacher):
+    """The tiny teacher drops nothing; --student_dropout 0.5 makes its student drop half in training only."""
+    tokenizer = load_tokenizer(str(teacher_dir))
+    ids = np.random.default_rng(0).integers(5, 40, (4, 10)).astype(np.int32)
+
+    def student_outputs(**dropout):
+        student, _ = build_student(_config(teacher_dir, student_layers_from_teacher=(0, 1), **dropout), NER, teacher,
+                                   tokenizer, LABELS)
+        return student, [student(ids, training=training).logits.numpy() for training in (False, True, True)]
+
+    _, (inference, first, second) = student_outputs()
+    np.testing.assert_allclose(first, inference, rtol=1e-5, atol=1e-6)
+    heavy, (heavy_inference, first, second) = student_outputs(student_dropout=0.5)
+    np.testing.assert_allclose(heavy_inference, inference, rtol=1e-5, atol=1e-6)  # inference keeps every unit
+    assert not np.allclose(first, second) and not np.allclose(first, inference)
+    assert {layer.rate for layer in heavy.submodules if type(layer).__name__ == "Dropout"} == {0.5}
+    heavy.save_pretrained(tmp_path)
+    saved = load_task_model(str(tmp_path), NER, LABELS).config
+    assert (saved.hidden_dropout_prob, saved.attention_probs_dropout_prob, saved.classifier_dropout) == (0.5, 0.5, 0.5)
+    assert teacher.config.hidden_dropout_prob == 0.0  # the student's config is its own
+    with pytest.raises(ConfigError, match="below 1.0") as caught:
+        StudentConfig(student_dropout=1.0, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    assert caught.value.flag == "--student_dropout"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import tf_keras
 
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.inference.predict import batch_arrays
@@ -21,6 +22,26 @@ def build_student(student_config, task, teacher, tokenizer, labels: list[str], c
     """Create the student task model a StudentConfig describes, built and ready, and how it started (for
     metrics.json: from a checkpoint, from which teacher layers, or from random weights and why). `calibration`
     (Features) holds the rows a narrowed copy of teacher layers measures the teacher's activations on."""
+    student, start = _started_student(student_config, task, teacher, tokenizer, labels, calibration)
+    if student_config.student_dropout is not None:
+        set_dropout(student, student_config.student_dropout)
+    return student, start
+
+
+def set_dropout(model, rate: float) -> None:
+    """Every dropout layer of a built HF TF model drops `rate` from its next trace on; its config records the rate
+    (hidden states, attention probabilities and the task head's classifier dropout) for whoever rebuilds it."""
+    layers = [layer for layer in model.submodules if isinstance(layer, tf_keras.layers.Dropout)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no dropout layer to set")
+    for layer in layers:
+        layer.rate = rate
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, rate)
+
+
+def _started_student(student_config, task, teacher, tokenizer, labels, calibration):
     if student_config.pt_student_checkpoint:
         kept = student_config.pt_student_layers
         student = load_task_model(student_config.pt_student_checkpoint, task, labels)
