@@ -21,9 +21,9 @@ from xdistil.distill.trainer import Stage, StageTrainer
 from xdistil.distill.unfreezing import unfreezing_groups
 from xdistil.errors import ConfigError
 from xdistil.fingerprints import directory_fingerprint
-from xdistil.io_utils import atomic_save_dir, atomic_write_json
+from xdistil.io_utils import atomic_write_json
 from xdistil.model_dir import ModelDirectory, claim_run_directory, clear_run_directory
-from xdistil.models.loading import word_embedding_variable
+from xdistil.models.loading import save_task_model, word_embedding_variable
 from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
@@ -182,9 +182,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         metrics["wall_seconds"] = round(time.time() - started, 1)
         if not distribution.is_chief:
             return metrics
-        atomic_save_dir(out / "model", lambda tmp: (model.save_pretrained(str(tmp)),
-                                                    tokenizer.save_pretrained(str(tmp)),
-                                                    plan is not None and plan.write(tmp)))
+        save_task_model(out / "model", model, tokenizer, plan.write if plan is not None else None)
         atomic_write_json(out / "metrics.json", metrics)
         save_run_config(out, {**payload, "status": "done"})
         log.info("dev %s %.4f -> %.4f", task.metric, before[task.metric], metrics["student"]["dev"][task.metric])

