@@ -128,8 +128,13 @@ def load_task_model(checkpoint: str, task, labels: list[str], **overrides):
 def save_task_model(directory: str | os.PathLike, model, tokenizer, write_more=None) -> None:
     """`directory`, written atomically, as a plain HF model directory: the model's config and weights, the tokenizer,
     then whatever `write_more(tmp_dir)` adds."""
-    atomic_save_dir(directory, lambda tmp: (model.save_pretrained(str(tmp)), tokenizer.save_pretrained(str(tmp)),
-                                            write_more is not None and write_more(tmp)))
+    def write(tmp: Path) -> None:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if write_more is not None:
+            write_more(tmp)
+
+    atomic_save_dir(directory, write)
 
 
 class _UnusedDropoutWarning(logging.Filter):
