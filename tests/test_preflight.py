@@ -176,3 +176,20 @@ def test_the_command_line_reports_one_line_and_no_traceback(inputs, tmp_path, ar
     assert result.returncode == 1
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_transfer_examples_that_repeat_dev_or_test_examples_are_warned_of(inputs, tmp_path, caplog):
+    task, _ = inputs
+    dev_words = [line.split("\t")[0] for line in (task / "dev.tsv").read_text().splitlines()]
+    transfer = tmp_path / "transfer.txt"
+    transfer.write_text("".join(f"{words}\n" for words in ["Unseen words here", dev_words[0].upper(), dev_words[1]]))
+    with caplog.at_level("WARNING", logger="xdistil.preflight"):
+        check_distillation(_config(inputs, tmp_path, transfer_file=str(transfer)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("2 of the first 3 transfer examples repeat a dev or test")
+
+    caplog.clear()
+    transfer.write_text("Unseen words here\nand more unseen words\n")
+    with caplog.at_level("WARNING", logger="xdistil.preflight"):
+        check_distillation(_config(inputs, tmp_path, transfer_file=str(transfer)))
+    assert not [r for r in caplog.records if "repeat a dev or test" in r.getMessage()]

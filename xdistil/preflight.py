@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from xdistil.data.overlap import repeats_of
 from xdistil.data.transfer import ExamplesChunkReader, TransferChunkReader, transfer_paths
 from xdistil.distill.layer_mapping import layer_mapping, resolve_auto
 from xdistil.distill.teacher_cache import lending_caches
@@ -106,6 +107,7 @@ def check_distillation(config) -> DistillationInputs:
                                                                       "only blank lines): stages 1-2 would learn "
                                                                       "nothing from the teacher")
     task.encode(tokenizer, first[1][:64], {}, data.encoding)
+    _warn_of_eval_repeats(first[1], splits)
     folder = Path(data.task or "")
     inputs.fingerprints = {
         "task_files": {} if data.general_distillation else task_file_fingerprints(
@@ -113,6 +115,17 @@ def check_distillation(config) -> DistillationInputs:
         "transfer": [large_file_fingerprint(path) for path in transfer_files] if transfer_files else "train texts",
         "teacher": checkpoint_fingerprint(resolve_checkpoint(config.teacher.pt_teacher_checkpoint))}
     return inputs
+
+
+def _warn_of_eval_repeats(transfer_examples: list, splits: dict) -> None:
+    """Warn when transfer examples (of the first chunk) repeat dev or test examples: the student is then taught
+    the teacher's answers to what it is scored on, and its score says less about text it has not seen."""
+    scored = [*(splits.get("dev") or []), *(splits.get("test") or [])]
+    repeats = repeats_of(scored, transfer_examples)
+    if repeats:
+        log.warning("%d of the first %d transfer examples repeat a dev or test example (case, spacing and "
+                    "punctuation aside), e.g. %r: the student's dev/test scores will flatter it",
+                    len(repeats), len(transfer_examples), repeats[0])
 
 
 def _check_trimmable(config, tokenizer) -> None:

@@ -1,5 +1,6 @@
 """Keeping dev/test texts (and their near repeats) out of extra transfer text."""
-from xdistil.data.overlap import OverlapFilter, text_key
+from xdistil.data.overlap import OverlapFilter, repeats_of, text_key
+from xdistil.data.readers import NerExample, TextExample
 
 
 def test_text_key_keeps_lowercased_letters_and_digits_only():
@@ -35,3 +36,15 @@ def test_filter_remembers_what_it_kept_across_calls():
     assert overlap.keep(["first sentence here"]) == ["first sentence here"]
     assert overlap.keep(["First sentence, here.", "second one"]) == ["second one"]
     assert overlap.counts.kept == 2 and overlap.counts.duplicate == 1
+
+
+def test_repeats_of_compares_whole_examples_without_labels():
+    scored = [TextExample("A fine film.", None, "1"), TextExample("It rains.", "The ground is wet.", "yes"),
+              NerExample(("Ann", "lives", "in", "Oslo"), ("B-PER", "O", "O", "B-LOC"))]
+    transfer = [TextExample("a fine film", None, None),             # the first, unlabeled
+                TextExample("It rains.", "The sun shines.", None),  # same premise, other hypothesis
+                TextExample("it rains", "the ground is wet", None),  # the pair again
+                TextExample("The ground is wet.", None, None),       # one text of a pair alone
+                NerExample(("ann", "lives", "in", "oslo"), None),
+                NerExample(("Ann", "lives", "in", "Bergen"), None)]
+    assert repeats_of(scored, transfer) == [transfer[0], transfer[2], transfer[4]]

@@ -5,7 +5,8 @@ the teacher's answer for that very text: the score it reaches then says less abo
 drops such texts, with the rule the shared task folders were built with: two texts are the same when their keys
 (lowercased letters and digits, nothing else) are equal, and near the same when a key of at least
 `min_near_chars` characters lies inside the other's key. Texts already in the folder (train, transfer) are
-dropped as exact duplicates, and so is the second of two equal candidates.
+dropped as exact duplicates, and so is the second of two equal candidates. `repeats_of` finds the transfer
+examples of a run that equal a dev or test example (the run's preflight warns of them).
 """
 from __future__ import annotations
 
@@ -13,10 +14,25 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from xdistil.data.readers import NerExample
+
 
 def text_key(text: str) -> str:
     """The lowercased letters and digits of `text`: what is left when case, spacing and punctuation go."""
     return "".join(c for c in text.lower() if c.isalnum())
+
+
+def example_key(example) -> str:
+    """The key of a task example: of its words (NER), or of its text or two texts; labels play no part."""
+    if isinstance(example, NerExample):
+        return text_key("".join(example.tokens))
+    return text_key(example.text_a) + "\t" + text_key(example.text_b or "")
+
+
+def repeats_of(eval_examples: Iterable, examples: Iterable) -> list:
+    """The `examples` whose key equals that of one of `eval_examples`, in their order."""
+    eval_keys = {example_key(e) for e in eval_examples}
+    return [example for example in examples if example_key(example) in eval_keys]
 
 
 @dataclass
