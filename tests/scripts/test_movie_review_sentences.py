@@ -17,12 +17,12 @@ def run_script(*args):
 
 @pytest.mark.slow
 def test_writes_the_sentences_no_folder_text_repeats(tmp_path):
+    """(The folder has no transfer.txt: it is optional.)"""
     task = tmp_path / "task"
     task.mkdir()
     (task / "train.tsv").write_text("the cast is superb .\tfresh\n")
     (task / "dev.tsv").write_text("A slow film, and it drags on and on badly.\trotten\n")
     (task / "test.tsv").write_text("Fine.\tfresh\n")
-    (task / "transfer.txt").write_text("\n")
     reviews = ('"1","a fine , funny film . \nthe cast is superb . \nfine . \n"\n'
                '"0","a slow film , and it drags on and on\nnew words here .\n"\n')
     cache = tmp_path / "cache"
