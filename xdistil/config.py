@@ -32,6 +32,14 @@ STUDENT_ARCHITECTURES = ("teacher", "bert")
 STUDENT_INITS = ("teacher", "random")
 DISTILLATION_LOSSES = ("mse", "kl")
 NAMED_LAYER_MAPPINGS = ("auto", "top", "uniform", "last")
+LAYER_ORDER = {False: "increasing distinct layer indices", True: "non-decreasing layer indices (a repeat stacks a layer)"}
+
+
+def ordered_layers(layers, stacked: bool) -> bool:
+    """Whether `layers` are non-empty indices >= 0 in increasing order (non-decreasing where `stacked` lets a
+    layer be named twice)."""
+    layers = list(layers)
+    return bool(layers) and min(layers) >= 0 and layers == sorted(layers if stacked else set(layers))
 
 
 def setting(default, help: str, *, choices=None, minimum=None, maximum=None, above=None, below=None,
@@ -185,7 +193,8 @@ class StudentConfig(Section):
                                                       "name.")
     pt_student_layers: tuple[int, ...] | None = setting(
         None, "Keep only these layers of the --pt_student_checkpoint, 0-based: 1,3,5 (a shallower student that "
-              "starts from the checkpoint's weights).")
+              "starts from the checkpoint's weights). A layer named twice is stacked: 0,1,2,2,3,3,4,5 is a deeper "
+              "student whose copies of layers 2 and 3 each run twice in a row, then train apart.")
     hidden_size: int | None = setting(None, "Student from scratch: hidden size. With --student_layers_from_teacher "
                                             "or --pt_student_checkpoint: narrow the copied layers (or the "
                                             "checkpoint) to this width (the most active channels).", minimum=1)
@@ -283,11 +292,10 @@ class StudentConfig(Section):
             if self.hidden_size % self.num_attention_heads:
                 raise ConfigError("hidden_size", f"--hidden_size {self.hidden_size} is not a multiple of "
                                                  f"--num_attention_heads {self.num_attention_heads}")
-        for flag in ("student_layers_from_teacher", "pt_student_layers"):
+        for flag, stacked in (("student_layers_from_teacher", False), ("pt_student_layers", True)):
             layers = getattr(self, flag)
-            if layers is not None and (not layers or list(layers) != sorted(set(layers)) or min(layers) < 0):
-                raise ConfigError(flag, f"needs increasing distinct layer indices >= 0, got "
-                                        f"{','.join(map(str, layers))}")
+            if layers is not None and not ordered_layers(layers, stacked):
+                raise ConfigError(flag, f"needs {LAYER_ORDER[stacked]} >= 0, got {','.join(map(str, layers))}")
 
 
 @dataclasses.dataclass(frozen=True)

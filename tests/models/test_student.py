@@ -164,6 +164,26 @@ def test_a_pretrained_student_keeps_only_the_given_layers(teacher_dir, teacher):
     assert caught.value.flag == "--pt_student_layers"
 
 
+def test_a_layer_named_twice_is_stacked(teacher_dir, teacher):
+    """--pt_student_layers 0,2,2: a deeper student whose second and third layers both start as layer 2."""
+    tokenizer = load_tokenizer(str(teacher_dir))
+    config = _config(teacher_dir, pt_student_checkpoint=str(teacher_dir), pt_student_layers=(0, 2, 2))
+    student, start = build_student(config, NER, teacher, tokenizer, LABELS)
+    assert student.config.num_hidden_layers == 3 and start["layers"] == [0, 2, 2]
+    t = {v.name.split("/", 1)[1]: v.numpy() for v in teacher.weights}
+    s = {v.name.split("/", 1)[1]: v for v in student.weights}
+    key = "bert/encoder/layer_._{}/attention/self/query/kernel:0"
+    for layer, source in enumerate((0, 2, 2)):
+        np.testing.assert_array_equal(s[key.format(layer)].numpy(), t[key.format(source)])
+    assert s[key.format(1)] is not s[key.format(2)]  # copies that train apart, not one shared layer
+    for layers in ((2, 0), (0, 2, 1)):
+        with pytest.raises(ConfigError, match="non-decreasing") as caught:
+            StudentConfig(pt_student_checkpoint=str(teacher_dir), pt_student_layers=layers)
+        assert caught.value.flag == "--pt_student_layers"
+    with pytest.raises(ConfigError, match="increasing distinct"):
+        StudentConfig(student_layers_from_teacher=(0, 2, 2))
+
+
 def test_a_pretrained_student_is_narrowed_to_its_most_active_units(teacher_dir, teacher):
     """Narrowing every layer of a checkpoint is the narrowed copy of those layers: the same sub-matrices."""
     tokenizer = load_tokenizer(str(teacher_dir))

@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import tf_keras
 
+from xdistil.config import LAYER_ORDER, ordered_layers
 from xdistil.distill.layer_mapping import layer_mapping
 from xdistil.inference.predict import batch_arrays
 from xdistil.models.bert_conversion import CONVERTIBLE, as_bert, bert_config_like, cut_architecture_problem
@@ -119,16 +120,17 @@ def teacher_start(teacher, student_config) -> dict:
 
 def keep_encoder_layers(model, kept) -> object:
     """A new model of the same class with only the encoder layers `kept` (0-based, in order), weights copied."""
-    kept = checked_layers("--pt_student_layers", kept, model.config.num_hidden_layers)
+    kept = checked_layers("--pt_student_layers", kept, model.config.num_hidden_layers, stacked=True)
     build_model(model)
     return copy_with_layers(model, kept)
 
 
-def checked_layers(flag: str, layers, num_layers: int) -> list[int]:
-    """`layers` as a list, when they are increasing distinct indices of a model with `num_layers` layers."""
+def checked_layers(flag: str, layers, num_layers: int, stacked: bool = False) -> list[int]:
+    """`layers` as a list, when they are increasing distinct indices of a model with `num_layers` layers
+    (non-decreasing with `stacked`)."""
     layers = list(layers)
-    if not layers or any(not 0 <= i < num_layers for i in layers) or layers != sorted(set(layers)):
-        raise ValueError(f"{flag} {layers}: need increasing distinct layer indices in 0..{num_layers - 1}")
+    if not ordered_layers(layers, stacked) or max(layers) >= num_layers:
+        raise ValueError(f"{flag} {layers}: need {LAYER_ORDER[stacked]} in 0..{num_layers - 1}")
     return layers
 
 
