@@ -28,7 +28,7 @@ from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
 from xdistil.pruning.prune import factorise_embeddings, prune_student, reference_layer_pairs, with_vocabulary_of
-from xdistil.pruning.recovery import recorded_teacher, run_transfer_reader, teacher_transfer
+from xdistil.pruning.recovery import recorded_teacher, run_transfer_paths, run_transfer_reader, teacher_transfer
 from xdistil.pruning.targets import PruningConfig
 from xdistil.pruning.vocabulary import prune_vocabulary, training_texts
 from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
@@ -90,6 +90,9 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
                                                         "train")
     student_config, _ = checked_checkpoint(str(source.model_path), "model_dir")
     check_seq_len(seq_len, student_config, "--model_dir")
+    moved = pruning.source_transfer_file
+    if moved or pruning.needs_teacher_logits or pruning.prune_vocabulary_min_count:
+        transfer_files = run_transfer_paths(source, moved)  # a file gone or changed stops the run before it writes
     folder = Path(finetune.task) if finetune.task else None
     files = {"train": finetune.train_file or folder / "train.tsv", "dev": finetune.dev_file or folder / "dev.tsv",
              "test": finetune.test_file or (folder / "test.tsv" if folder else None)}
@@ -102,7 +105,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     with distribution.lost_worker_errors():
         out = Path(finetune.output_dir)
         claim = claim_run_directory(out, identity, functools.partial(saved_run_identity, sections=RUN_SECTIONS),
-                                    overwrite, RESUMABLE_SETTINGS | {"output_dir"})
+                                    overwrite, RESUMABLE_SETTINGS | {"output_dir", "source_transfer_file"})
         distribution.barrier()  # every worker has decided before the chief deletes anything
         if claim == "overwrite" and distribution.is_chief:
             clear_run_directory(out)
@@ -114,6 +117,8 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         teacher = recorded_teacher(source.path, record)
         if teacher:  # so a student pruned again from this directory recovers on the same teacher
             payload["teacher_source"] = os.path.abspath(teacher)
+        if moved:  # and on the same transfer files, where they are now
+            payload["transfer_files"] = [os.path.abspath(path) for path in transfer_files]
         if distribution.is_chief:
             save_run_config(out, payload)
         tf_keras.utils.set_random_seed(trainer_config.seed)
@@ -128,7 +133,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         before_parameters = model.count_params() - (inherited.removed_parameters() if inherited else 0)
         plan, transfer, tokenizer, vocabulary = inherited, None, source.tokenizer, None
         if pruning.prune_vocabulary_min_count:
-            texts = training_texts(task, splits["train"], run_transfer_reader(source))
+            texts = training_texts(task, splits["train"], run_transfer_reader(source, moved))
             with distribution.strategy.scope():
                 model, tokenizer, vocabulary = prune_vocabulary(model, tokenizer, texts,
                                                                 pruning.prune_vocabulary_min_count, task.token_level)
@@ -138,7 +143,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
             plan = factorise_embeddings(model, plan, pruning.word_embedding_rank)
         if pruning.needs_teacher_logits:
             transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief,
-                                        student_tokenizer=tokenizer)
+                                        student_tokenizer=tokenizer, moved_to=moved)
         if pruning.prunes_units:
             with distribution.strategy.scope():
                 model, plan = prune_student(model, plan, pruning, out / "checkpoints" / PRUNING_FILE,

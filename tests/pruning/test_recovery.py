@@ -1,9 +1,17 @@
 """The transfer data of a student's run with its teacher's logits, for pruning: reused or remade as the run had them."""
+import dataclasses
+import shutil
+
 import numpy as np
+import pytest
 
 from conftest import distil_tiny
+from xdistil.config import TrainerConfig, read_run_config
+from xdistil.errors import ConfigError
+from xdistil.finetune import FinetuneConfig, run_finetune
 from xdistil.model_dir import ModelDirectory
-from xdistil.pruning.recovery import teacher_transfer
+from xdistil.pruning.recovery import run_transfer_paths, run_transfer_reader, teacher_transfer
+from xdistil.pruning.targets import PruningConfig
 
 
 def _cached_logits(cache_dir):
@@ -36,3 +44,38 @@ def test_an_augmented_run_gives_its_own_copies_with_their_logits(tmp_path):
     texts = [example for _, chunk in remade.reader.chunks(0) for example in chunk]
     assert len(texts) == 3 * 64 and texts[0::3] != texts[1::3]  # each original, its copy (words changed), its crop
     assert all(crop.text_a in original.text_a for original, crop in zip(texts[0::3], texts[2::3]))
+
+
+def test_transfer_files_moved_since_the_run_are_given_where_they_are_now(tmp_path):
+    """The run recorded its transfer file's path; moved, pruning stops before it writes anything and says which
+    file and flag; --source_transfer_file finds it if it holds what the run read, and the pruned directory records
+    the new place for whoever prunes it again."""
+    run = distil_tiny(tmp_path / "run", "pairwise", representation_epochs=0, finetune_epochs=1)
+    source = ModelDirectory.load(run)
+    [recorded] = source.record["transfer_files"]
+    examples = list(run_transfer_reader(source).chunks(0))
+    moved = str(tmp_path / "elsewhere.txt")
+    shutil.move(recorded, moved)
+
+    out = tmp_path / "pruned"
+    finetune = FinetuneConfig(model_dir=str(run), output_dir=str(out), task=str(tmp_path / "run" / "task"), epochs=1)
+    targets = PruningConfig(prune_heads=1, importance_examples=16, recovery_logit_epochs=1)
+    with pytest.raises(ConfigError, match="is not there any more") as caught:
+        run_finetune(finetune, TrainerConfig(batch_size=8), pruning=targets)
+    assert caught.value.flag == "--source_transfer_file" and recorded in str(caught.value)
+    assert not out.exists()
+
+    assert run_transfer_paths(source, moved) == [moved]
+    assert list(run_transfer_reader(source, moved).chunks(0)) == examples
+    with pytest.raises(ConfigError, match="names 2 files; the run .* read 1"):
+        run_transfer_paths(source, f"{moved},{moved}")
+    changed = tmp_path / "changed.txt"
+    changed.write_text("".join(open(moved).readlines()[1:]))
+    with pytest.raises(ConfigError, match="changed.txt is not the transfer file the run .* read"):
+        run_transfer_paths(source, str(changed))
+
+    metrics = run_finetune(finetune, TrainerConfig(batch_size=8),
+                           pruning=dataclasses.replace(targets, source_transfer_file=moved))
+    assert {"recovery_logit", "finetune"} <= set(metrics["stages"])
+    assert read_run_config(out)["transfer_files"] == [moved]
+    assert run_transfer_paths(ModelDirectory.load(out)) == [moved]

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 from pathlib import Path
 
 from xdistil.data.augmentation import AugmentOptions, augmented_reader
-from xdistil.data.transfer import TransferChunkReader
+from xdistil.data.transfer import TransferChunkReader, transfer_paths
 from xdistil.distill.sources import TransferSource
 from xdistil.distill.teacher_cache import CACHE_DIR, TeacherLogitCache, teacher_logit_key
 from xdistil.errors import ConfigError
-from xdistil.fingerprints import checkpoint_fingerprint, large_file_fingerprint
+from xdistil.fingerprints import checkpoint_fingerprint, comparable_fingerprint, large_file_fingerprint
 from xdistil.inference.predict import TFPredictor
 from xdistil.models.loading import load_task_model, load_tokenizer, word_embedding_variable
 
@@ -68,27 +69,59 @@ def run_teacher(source) -> str:
     return teacher
 
 
-def run_transfer_reader(source) -> TransferChunkReader | None:
+def run_transfer_reader(source, moved_to: str | None = None) -> TransferChunkReader | None:
     """The transfer files of `source`'s run (a ModelDirectory), read in its chunks (without augmented copies);
     None for a run that had no transfer file of its own. A directory fine-tuned or pruned from a run carries that
-    run's record of them."""
-    record, data = source.record, source.record["data"]
-    paths = record.get("transfer_files")
-    files = record.get("inputs", {}).get("transfer")
-    if not paths and isinstance(files, list):  # older versions kept the path in each file's fingerprint
-        paths = [entry["path"] for entry in files]
-    if not paths:
+    run's record of them. `moved_to` (--source_transfer_file) names them where they are now."""
+    paths = run_transfer_paths(source, moved_to)
+    if paths is None:
         return None
+    data = source.record["data"]
     return TransferChunkReader(paths, source.task, data["distil_chunk_size"], data.get("max_transfer_lines"))
 
 
+def run_transfer_paths(source, moved_to: str | None = None) -> list[str] | None:
+    """Where the transfer files of `source`'s run are: the paths its run recorded, or `moved_to` (comma-separated,
+    in the run's order). Each must hold what the run read (its recorded size and first-MiB hash); a file gone or
+    changed raises ConfigError saying which."""
+    record = source.record
+    paths = record.get("transfer_files")
+    fingerprints = record.get("inputs", {}).get("transfer")
+    fingerprints = fingerprints if isinstance(fingerprints, list) else None
+    if not paths and fingerprints:  # older versions kept the path in each file's fingerprint
+        paths = [entry.get("path") for entry in fingerprints]
+    if not paths:
+        if moved_to:
+            raise ConfigError("source_transfer_file", f"the run of {source.path} had no transfer file of its own")
+        return None
+    if moved_to:
+        given = transfer_paths(moved_to)
+        if len(given) != len(paths):
+            raise ConfigError("source_transfer_file", f"names {len(given)} files; the run of {source.path} read "
+                                                      f"{len(paths)}: {', '.join(map(str, paths))}")
+        paths = given
+    else:
+        gone = [path for path in paths if not path or not os.path.isfile(path)]
+        if gone:
+            raise ConfigError("source_transfer_file", f"the transfer file {gone[0]} of the run of {source.path} "
+                                                      "is not there any more: give the run's transfer files where "
+                                                      f"they are now, in its order ({', '.join(map(str, paths))})")
+    for path, fingerprint in zip(paths, fingerprints or []):
+        if comparable_fingerprint(fingerprint) != large_file_fingerprint(path):
+            raise ConfigError("source_transfer_file", f"{path} is not the transfer file the run of {source.path} "
+                                                      "read (its size or first MiB differs from what the run "
+                                                      "recorded)")
+    return paths
+
+
 def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
-                     student_tokenizer=None) -> TransferSource:
+                     student_tokenizer=None, moved_to: str | None = None) -> TransferSource:
     """The transfer data of `source`'s run (a ModelDirectory) in its chunks, with the teacher's logits cached
     under `output_dir`. The teacher reads the text as its own tokenizer segments it; the student as
-    `student_tokenizer` does (default: the tokenizer of `source`; another one after its vocabulary was pruned)."""
+    `student_tokenizer` does (default: the tokenizer of `source`; another one after its vocabulary was pruned).
+    `moved_to`: as for `run_transfer_reader`."""
     record, data = source.record, source.record["data"]
-    reader = run_transfer_reader(source)
+    reader = run_transfer_reader(source, moved_to)
     if reader is None:
         raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own: give "
                                                    "--recovery_logit_epochs 0 --importance_data train")

@@ -31,6 +31,10 @@ class PruningConfig(Section):
                                           "vocabulary x rank + rank x hidden parameters instead of vocabulary x "
                                           "hidden, every word piece kept. They stay frozen from then on (0: as "
                                           "they are).", minimum=0)
+    source_transfer_file: str | None = setting(
+        None, "The transfer files of --model_dir's run where they are now, when they moved since it ran "
+              "(comma-separated, in its order; each must hold what the run read). Default: where the run recorded "
+              "them.")
     importance_data: str = setting("transfer", "Rank heads and neurons by the loss against the teacher's logits on "
                                                "the run's transfer data (no labels), or by cross-entropy on train.",
                                    choices=IMPORTANCE_DATA)
