@@ -32,7 +32,8 @@ STUDENT_ARCHITECTURES = ("teacher", "bert")
 STUDENT_INITS = ("teacher", "random")
 DISTILLATION_LOSSES = ("mse", "kl")
 NAMED_LAYER_MAPPINGS = ("auto", "top", "uniform", "last")
-LAYER_ORDER = {False: "increasing distinct layer indices", True: "non-decreasing layer indices (a repeat stacks a layer)"}
+LAYER_ORDER = {False: "increasing distinct layer indices",
+               True: "non-decreasing layer indices (a repeat stacks a layer)"}
 
 
 def ordered_layers(layers, stacked: bool) -> bool:
