@@ -91,8 +91,9 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     student_config, _ = checked_checkpoint(str(source.model_path), "model_dir")
     check_seq_len(seq_len, student_config, "--model_dir")
     moved = pruning.source_transfer_file
+    transfer_files = None  # where the run's transfer files are: checked once, before the run writes anything
     if moved or pruning.needs_teacher_logits or pruning.prune_vocabulary_min_count:
-        transfer_files = run_transfer_paths(source, moved)  # a file gone or changed stops the run before it writes
+        transfer_files = run_transfer_paths(source, moved)
     folder = Path(finetune.task) if finetune.task else None
     files = {"train": finetune.train_file or folder / "train.tsv", "dev": finetune.dev_file or folder / "dev.tsv",
              "test": finetune.test_file or (folder / "test.tsv" if folder else None)}
@@ -133,7 +134,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
         before_parameters = model.count_params() - (inherited.removed_parameters() if inherited else 0)
         plan, transfer, tokenizer, vocabulary = inherited, None, source.tokenizer, None
         if pruning.prune_vocabulary_min_count:
-            texts = training_texts(task, splits["train"], run_transfer_reader(source, moved))
+            texts = training_texts(task, splits["train"], run_transfer_reader(source, transfer_files))
             with distribution.strategy.scope():
                 model, tokenizer, vocabulary = prune_vocabulary(model, tokenizer, texts,
                                                                 pruning.prune_vocabulary_min_count, task.token_level)
@@ -143,7 +144,7 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
             plan = factorise_embeddings(model, plan, pruning.word_embedding_rank)
         if pruning.needs_teacher_logits:
             transfer = teacher_transfer(source, out, trainer_config.eval_batch_size, distribution.is_chief,
-                                        student_tokenizer=tokenizer, moved_to=moved)
+                                        student_tokenizer=tokenizer, transfer_files=transfer_files)
         if pruning.prunes_units:
             with distribution.strategy.scope():
                 model, plan = prune_student(model, plan, pruning, out / "checkpoints" / PRUNING_FILE,

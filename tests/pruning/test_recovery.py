@@ -66,7 +66,7 @@ def test_transfer_files_moved_since_the_run_are_given_where_they_are_now(tmp_pat
     assert not out.exists()
 
     assert run_transfer_paths(source, moved) == [moved]
-    assert list(run_transfer_reader(source, moved).chunks(0)) == examples
+    assert list(run_transfer_reader(source, run_transfer_paths(source, moved)).chunks(0)) == examples
     with pytest.raises(ConfigError, match="names 2 files; the run .* read 1"):
         run_transfer_paths(source, f"{moved},{moved}")
     changed = tmp_path / "changed.txt"

@@ -69,11 +69,11 @@ def run_teacher(source) -> str:
     return teacher
 
 
-def run_transfer_reader(source, moved_to: str | None = None) -> TransferChunkReader | None:
+def run_transfer_reader(source, paths: list[str] | None = None) -> TransferChunkReader | None:
     """The transfer files of `source`'s run (a ModelDirectory), read in its chunks (without augmented copies);
     None for a run that had no transfer file of its own. A directory fine-tuned or pruned from a run carries that
-    run's record of them. `moved_to` (--source_transfer_file) names them where they are now."""
-    paths = run_transfer_paths(source, moved_to)
+    run's record of them. `paths`: where they are, as `run_transfer_paths` found them (default: found here)."""
+    paths = run_transfer_paths(source) if paths is None else paths
     if paths is None:
         return None
     data = source.record["data"]
@@ -115,13 +115,13 @@ def run_transfer_paths(source, moved_to: str | None = None) -> list[str] | None:
 
 
 def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
-                     student_tokenizer=None, moved_to: str | None = None) -> TransferSource:
+                     student_tokenizer=None, transfer_files: list[str] | None = None) -> TransferSource:
     """The transfer data of `source`'s run (a ModelDirectory) in its chunks, with the teacher's logits cached
     under `output_dir`. The teacher reads the text as its own tokenizer segments it; the student as
     `student_tokenizer` does (default: the tokenizer of `source`; another one after its vocabulary was pruned).
-    `moved_to`: as for `run_transfer_reader`."""
+    `transfer_files`: as `paths` of `run_transfer_reader`."""
     record, data = source.record, source.record["data"]
-    reader = run_transfer_reader(source, moved_to)
+    reader = run_transfer_reader(source, transfer_files)
     if reader is None:
         raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own: give "
                                                    "--recovery_logit_epochs 0 --importance_data train")
