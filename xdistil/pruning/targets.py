@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from xdistil.config import Section, setting
+from xdistil.config import LAYER_ORDER, Section, ordered_layers, setting
 from xdistil.errors import ConfigError
 
 HEAD_SCOPES = ("per_layer", "total")
@@ -71,6 +71,5 @@ class PruningConfig(Section):
         if self.recovery_hidden_weight and not self.recovery_logit_epochs:
             raise ConfigError("recovery_hidden_weight", "weighs a recovery loss: give --recovery_logit_epochs too")
         layers = self.drop_layers
-        if layers is not None and (list(layers) != sorted(set(layers)) or min(layers, default=0) < 0):
-            raise ConfigError("drop_layers", f"needs increasing distinct layer indices >= 0, got "
-                                             f"{','.join(map(str, layers))}")
+        if layers and not ordered_layers(layers, stacked=False):
+            raise ConfigError("drop_layers", f"needs {LAYER_ORDER[False]} >= 0, got {','.join(map(str, layers))}")
