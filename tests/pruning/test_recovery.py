@@ -67,6 +67,9 @@ def test_transfer_files_moved_since_the_run_are_given_where_they_are_now(tmp_pat
 
     assert run_transfer_paths(source, moved) == [moved]
     assert list(run_transfer_reader(source, run_transfer_paths(source, moved)).chunks(0)) == examples
+    with pytest.raises(ConfigError, match="transfer file not found .*nowhere.txt") as caught:
+        run_transfer_paths(source, str(tmp_path / "nowhere.txt"))
+    assert caught.value.flag == "--source_transfer_file"
     with pytest.raises(ConfigError, match="names 2 files; the run .* read 1"):
         run_transfer_paths(source, f"{moved},{moved}")
     changed = tmp_path / "changed.txt"

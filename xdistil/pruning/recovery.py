@@ -95,7 +95,10 @@ def run_transfer_paths(source, moved_to: str | None = None) -> list[str] | None:
             raise ConfigError("source_transfer_file", f"the run of {source.path} had no transfer file of its own")
         return None
     if moved_to:
-        given = transfer_paths(moved_to)
+        try:
+            given = transfer_paths(moved_to)
+        except ValueError as error:  # a file not found (InputFileError, naming it) or no path at all
+            raise ConfigError("source_transfer_file", str(error)) from error
         if len(given) != len(paths):
             raise ConfigError("source_transfer_file", f"names {len(given)} files; the run of {source.path} read "
                                                       f"{len(paths)}: {', '.join(map(str, paths))}")
