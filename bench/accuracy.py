@@ -30,6 +30,9 @@ def define_flags():
     flags.DEFINE_bool("transfer_agreement", False, "Also each student's agreement with the teacher's labels on the "
                                                    "run's own transfer rows (its cached teacher logits; sentence "
                                                    "tasks): how well it learned the teacher where it was trained.")
+    flags.DEFINE_string("source_transfer_file", None, "With --transfer_agreement, for a run whose transfer files have "
+                                                      "moved since: where they are now (comma-separated, in the "
+                                                      "run's order).")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -77,13 +80,14 @@ def score_all(predictors: dict, files: dict, model_dir) -> dict:
     return scores
 
 
-def transfer_agreement(model_dir, predictors: dict, batch_size: int) -> dict:
+def transfer_agreement(model_dir, predictors: dict, batch_size: int, source_transfer_file: str | None = None) -> dict:
     """{student model: {"rows", "agreement_with_teacher"}} over the transfer rows of the run that made `model_dir`
     (augmented copies and crops included), against the argmax of the teacher's logits the run cached (taken from
     its cache; computed only if the run kept none). Beside the same agreement on dev and test, it separates what
     the student failed to learn from what it learned and does not carry to new text. Batch-1 int8 is left out
-    (the batched int8 model stands for it: 30,000 requests one by one would dominate the benchmark)."""
-    from xdistil.pruning.recovery import teacher_transfer
+    (the batched int8 model stands for it: 30,000 requests one by one would dominate the benchmark).
+    `source_transfer_file`: where the run's transfer files are now, if they moved since the run."""
+    from xdistil.pruning.recovery import run_transfer_paths, teacher_transfer
 
     if model_dir.task.token_level:
         raise ValueError("--transfer_agreement is measured for sentence tasks (one label per row)")
@@ -91,8 +95,10 @@ def transfer_agreement(model_dir, predictors: dict, batch_size: int) -> dict:
                 if name != TEACHER and not name.endswith("_batch1")}
     agreeing = dict.fromkeys(students, 0)
     rows = 0
+    paths = run_transfer_paths(model_dir, source_transfer_file)
     with tempfile.TemporaryDirectory() as scratch:
-        for _, features, teacher_logits in teacher_transfer(model_dir, scratch, batch_size).chunks():
+        for _, features, teacher_logits in teacher_transfer(model_dir, scratch, batch_size,
+                                                            transfer_files=paths).chunks():
             # a row may hold the teacher's first-token state after its logits (--first_token_state_weight)
             teacher_labels = np.asarray(teacher_logits[:, :len(model_dir.labels)], np.float32).argmax(-1)
             rows += len(teacher_labels)
@@ -116,7 +122,7 @@ def metrics_json_check(model_dir: str, scores: dict, metric: str) -> dict:
 
 
 def run_benchmark(model_dir: str, teacher_dir: str | None, batch_size: int, name: str,
-                  with_transfer: bool = False) -> dict:
+                  with_transfer: bool = False, source_transfer_file: str | None = None) -> dict:
     from xdistil.model_dir import ModelDirectory
 
     student = ModelDirectory.load(model_dir)
@@ -133,7 +139,7 @@ def run_benchmark(model_dir: str, teacher_dir: str | None, batch_size: int, name
               "seq_len": student.seq_len, "sizes_mb": model_sizes_mb(student, teacher_dir), "scores": scores,
               "difference_from_metrics_json": metrics_json_check(model_dir, scores, metric)}
     if with_transfer:
-        report["transfer"] = transfer_agreement(student, predictors, batch_size)
+        report["transfer"] = transfer_agreement(student, predictors, batch_size, source_transfer_file)
     write_result(RESULTS_DIR / f"{name}_accuracy.json", report)
     return report
 
@@ -142,7 +148,8 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     report = run_benchmark(FLAGS.model_dir, FLAGS.teacher_dir, FLAGS.batch_size,
-                           FLAGS.name or Path(FLAGS.model_dir).name, FLAGS.transfer_agreement)
+                           FLAGS.name or Path(FLAGS.model_dir).name, FLAGS.transfer_agreement,
+                           FLAGS.source_transfer_file)
     metric = report["metric"]
     for model, splits in report["scores"].items():
         logging.info("%-20s %s", model, "  ".join(f"{s} {metric} {v[metric]:.4f} (the teacher's labels "

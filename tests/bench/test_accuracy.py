@@ -1,10 +1,13 @@
 """bench/accuracy.py scores each model as it is used; int8 "as served" runs each request at its exact length."""
+import shutil
+
 import numpy as np
 import pytest
 
 from bench import accuracy
 from bench.common import STUDENT_ONNX_FP32, STUDENT_ONNX_INT8, STUDENT_TF, TEACHER
 from conftest import copy_model_dir
+from xdistil.errors import ConfigError
 from xdistil.export.student_export import ExportOptions, export_student
 from xdistil.model_dir import ModelDirectory
 
@@ -45,3 +48,11 @@ def test_int8_as_served_sees_each_request_at_its_own_length(distilled_pairwise_d
     transfer_rows = model_dir.encode(model_dir.read_unlabeled(model_dir.record["transfer_files"][0]))
     agreeing = student.logits(transfer_rows).argmax(-1) == cached.astype(np.float32).argmax(-1)
     assert transfer[STUDENT_TF] == {"rows": len(cached), "agreement_with_teacher": pytest.approx(agreeing.mean())}
+    # A run whose transfer file has moved is measured where the file is now.
+    moved = tmp_path / "moved_transfer.txt"
+    shutil.copyfile(model_dir.record["transfer_files"][0], moved)
+    model_dir.record["transfer_files"] = [str(tmp_path / "gone.txt")]  # as the run recorded a file moved since
+    with pytest.raises(ConfigError, match="gone.txt of the run .* is not there any more") as caught:
+        accuracy.transfer_agreement(model_dir, predictors, batch_size=8)
+    assert caught.value.flag == "--source_transfer_file"
+    assert accuracy.transfer_agreement(model_dir, predictors, batch_size=8, source_transfer_file=str(moved)) == transfer
