@@ -87,6 +87,7 @@ def transfer_agreement(model_dir, predictors: dict, batch_size: int, source_tran
     the student failed to learn from what it learned and does not carry to new text. Batch-1 int8 is left out
     (the batched int8 model stands for it: 30,000 requests one by one would dominate the benchmark).
     `source_transfer_file`: where the run's transfer files are now, if they moved since the run."""
+    from xdistil.errors import ConfigError
     from xdistil.pruning.recovery import run_transfer_paths, teacher_transfer
 
     if model_dir.task.token_level:
@@ -96,6 +97,8 @@ def transfer_agreement(model_dir, predictors: dict, batch_size: int, source_tran
     agreeing = dict.fromkeys(students, 0)
     rows = 0
     paths = run_transfer_paths(model_dir, source_transfer_file)
+    if paths is None:
+        raise ConfigError("transfer_agreement", f"the run of {model_dir.path} had no transfer file of its own")
     with tempfile.TemporaryDirectory() as scratch:
         for _, features, teacher_logits in teacher_transfer(model_dir, scratch, batch_size,
                                                             transfer_files=paths).chunks():

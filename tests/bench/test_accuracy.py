@@ -56,3 +56,8 @@ def test_int8_as_served_sees_each_request_at_its_own_length(distilled_pairwise_d
         accuracy.transfer_agreement(model_dir, predictors, batch_size=8)
     assert caught.value.flag == "--source_transfer_file"
     assert accuracy.transfer_agreement(model_dir, predictors, batch_size=8, source_transfer_file=str(moved)) == transfer
+    # A run with no transfer file of its own has no transfer rows to measure.
+    model_dir.record["transfer_files"], model_dir.record["inputs"]["transfer"] = None, None
+    with pytest.raises(ConfigError, match="had no transfer file of its own") as caught:
+        accuracy.transfer_agreement(model_dir, predictors, batch_size=8)
+    assert caught.value.flag == "--transfer_agreement"
