@@ -122,6 +122,7 @@ def keep_encoder_layers(model, kept) -> object:
     """A new model of the same class with only the encoder layers `kept` (0-based, in order), weights copied."""
     kept = checked_layers("--pt_student_layers", kept, model.config.num_hidden_layers, stacked=True)
     build_model(model)
+    log.info("student checkpoint layers %s kept, renumbered 0..%d", kept, len(kept) - 1)
     return copy_with_layers(model, kept)
 
 
