@@ -87,8 +87,7 @@ def transfer_agreement(model_dir, predictors: dict, batch_size: int, source_tran
     the student failed to learn from what it learned and does not carry to new text. Batch-1 int8 is left out
     (the batched int8 model stands for it: 30,000 requests one by one would dominate the benchmark).
     `source_transfer_file`: where the run's transfer files are now, if they moved since the run."""
-    from xdistil.errors import ConfigError
-    from xdistil.pruning.recovery import run_transfer_paths, teacher_transfer
+    from xdistil.pruning.recovery import required_run_transfer_paths, teacher_transfer
 
     if model_dir.task.token_level:
         raise ValueError("--transfer_agreement is measured for sentence tasks (one label per row)")
@@ -96,9 +95,7 @@ def transfer_agreement(model_dir, predictors: dict, batch_size: int, source_tran
                 if name != TEACHER and not name.endswith("_batch1")}
     agreeing = dict.fromkeys(students, 0)
     rows = 0
-    paths = run_transfer_paths(model_dir, source_transfer_file)
-    if paths is None:
-        raise ConfigError("transfer_agreement", f"the run of {model_dir.path} had no transfer file of its own")
+    paths = required_run_transfer_paths(model_dir, "transfer_agreement", moved_to=source_transfer_file)
     with tempfile.TemporaryDirectory() as scratch:
         for _, features, teacher_logits in teacher_transfer(model_dir, scratch, batch_size,
                                                             transfer_files=paths).chunks():

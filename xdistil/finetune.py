@@ -28,7 +28,8 @@ from xdistil.pruning.importance import importance_batches, unit_importance
 from xdistil.pruning.masks import gradient_masker
 from xdistil.pruning.plan import PRUNING_FILE, PruningPlan
 from xdistil.pruning.prune import factorise_embeddings, prune_student, reference_layer_pairs, with_vocabulary_of
-from xdistil.pruning.recovery import recorded_teacher, run_transfer_paths, run_transfer_reader, teacher_transfer
+from xdistil.pruning.recovery import (WITHOUT_TEACHER_LOGITS, recorded_teacher, required_run_transfer_paths,
+                                     run_transfer_paths, run_transfer_reader, teacher_transfer)
 from xdistil.pruning.targets import PruningConfig
 from xdistil.pruning.vocabulary import prune_vocabulary, training_texts
 from xdistil.preflight import checked_checkpoint, check_seq_len, task_file_fingerprints
@@ -92,7 +93,10 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     check_seq_len(seq_len, student_config, "--model_dir")
     moved = pruning.source_transfer_file
     transfer_files = None  # where the run's transfer files are: checked once, before the run writes anything
-    if moved or pruning.needs_teacher_logits or pruning.prune_vocabulary_min_count:
+    if pruning.needs_teacher_logits:
+        asking = "recovery_logit_epochs" if pruning.recovery_logit_epochs else "importance_data"
+        transfer_files = required_run_transfer_paths(source, asking, WITHOUT_TEACHER_LOGITS, moved)
+    elif moved or pruning.prune_vocabulary_min_count:
         transfer_files = run_transfer_paths(source, moved)
     folder = Path(finetune.task) if finetune.task else None
     files = {"train": finetune.train_file or folder / "train.tsv", "dev": finetune.dev_file or folder / "dev.tsv",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import distil_tiny
-from xdistil.config import TrainerConfig, read_run_config
+from xdistil.config import TrainerConfig, read_run_config, save_run_config
 from xdistil.errors import ConfigError
 from xdistil.finetune import FinetuneConfig, run_finetune
 from xdistil.model_dir import ModelDirectory
@@ -82,3 +82,30 @@ def test_transfer_files_moved_since_the_run_are_given_where_they_are_now(tmp_pat
     assert {"recovery_logit", "finetune"} <= set(metrics["stages"])
     assert read_run_config(out)["transfer_files"] == [moved]
     assert run_transfer_paths(ModelDirectory.load(out)) == [moved]
+
+
+def test_a_run_without_transfer_files_stops_pruning_that_needs_teacher_logits_before_it_writes(tmp_path):
+    """Recovery, or ranking on the teacher's logits, needs the run's transfer data: without any, pruning stops before
+    it writes anything and names the setting that asked for it; ranked on train with no recovery, it runs."""
+    run = distil_tiny(tmp_path / "run", "pairwise", representation_epochs=0, finetune_epochs=1)
+    record = read_run_config(run)
+    record["transfer_files"], record["inputs"]["transfer"] = None, None  # as a run given no --transfer_file
+    save_run_config(run, record)
+    assert run_transfer_paths(ModelDirectory.load(run)) is None
+
+    out = tmp_path / "pruned"
+    finetune = FinetuneConfig(model_dir=str(run), output_dir=str(out), task=str(tmp_path / "run" / "task"), epochs=1)
+    targets = PruningConfig(prune_heads=1, importance_examples=16, recovery_logit_epochs=1)
+    for pruning, flag in ((targets, "--recovery_logit_epochs"),
+                          (dataclasses.replace(targets, recovery_logit_epochs=0), "--importance_data")):
+        with pytest.raises(ConfigError, match="had no transfer file of its own: give --recovery_logit_epochs 0 "
+                                              "--importance_data train") as caught:
+            run_finetune(finetune, TrainerConfig(batch_size=8), pruning=pruning)
+        assert caught.value.flag == flag and not out.exists()
+    with pytest.raises(ConfigError, match="had no transfer file of its own") as caught:
+        teacher_transfer(ModelDirectory.load(run), tmp_path / "logits", batch_size=16)
+    assert caught.value.flag == "--recovery_logit_epochs"
+
+    metrics = run_finetune(finetune, TrainerConfig(batch_size=8),
+                           pruning=dataclasses.replace(targets, recovery_logit_epochs=0, importance_data="train"))
+    assert "recovery_logit" not in metrics["stages"] and "finetune" in metrics["stages"]

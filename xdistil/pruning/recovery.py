@@ -24,6 +24,9 @@ from xdistil.models.loading import load_task_model, load_tokenizer, word_embeddi
 
 log = logging.getLogger(__name__)
 
+# What to give instead when a run has no teacher logits to recover on or rank by.
+WITHOUT_TEACHER_LOGITS = "give --recovery_logit_epochs 0 --importance_data train"
+
 
 class _TeacherOnDemand:
     """The run's teacher, loaded only when needed: for a chunk's logits not cached yet, or for its word embeddings
@@ -64,8 +67,8 @@ def run_teacher(source) -> str:
     """The fine-tuned teacher of a model directory's run, which its teacher logits came from."""
     teacher = recorded_teacher(source.path, source.record)
     if not teacher:
-        raise ConfigError("recovery_logit_epochs", f"{source.path} has no teacher/ and records no teacher: give "
-                                                   "--recovery_logit_epochs 0 --importance_data train")
+        raise ConfigError("recovery_logit_epochs",
+                          f"{source.path} has no teacher/ and records no teacher: {WITHOUT_TEACHER_LOGITS}")
     return teacher
 
 
@@ -92,7 +95,7 @@ def run_transfer_paths(source, moved_to: str | None = None) -> list[str] | None:
         paths = [entry.get("path") for entry in fingerprints]
     if not paths:
         if moved_to:
-            raise ConfigError("source_transfer_file", f"the run of {source.path} had no transfer file of its own")
+            raise _no_transfer_file(source, "source_transfer_file")
         return None
     if moved_to:
         try:
@@ -117,18 +120,29 @@ def run_transfer_paths(source, moved_to: str | None = None) -> list[str] | None:
     return paths
 
 
+def required_run_transfer_paths(source, flag: str, hint: str = "", moved_to: str | None = None) -> list[str]:
+    """`run_transfer_paths` for a use that cannot do without them: a run with no transfer file of its own raises
+    ConfigError naming `flag`, the setting that asked for them (and `hint`, what to give instead)."""
+    paths = run_transfer_paths(source, moved_to)
+    if paths is None:
+        raise _no_transfer_file(source, flag, hint)
+    return paths
+
+
+def _no_transfer_file(source, flag: str, hint: str = "") -> ConfigError:
+    message = f"the run of {source.path} had no transfer file of its own"
+    return ConfigError(flag, f"{message}: {hint}" if hint else message)
+
+
 def teacher_transfer(source, output_dir, batch_size: int, is_chief: bool = True,
                      student_tokenizer=None, transfer_files: list[str] | None = None) -> TransferSource:
     """The transfer data of `source`'s run (a ModelDirectory) in its chunks, with the teacher's logits cached
     under `output_dir`. The teacher reads the text as its own tokenizer segments it; the student as
     `student_tokenizer` does (default: the tokenizer of `source`; another one after its vocabulary was pruned).
-    `transfer_files`: as `paths` of `run_transfer_reader`."""
+    `transfer_files`: where the run's transfer files are, as `run_transfer_paths` found them (default: found here)."""
     record, data = source.record, source.record["data"]
-    reader = run_transfer_reader(source, transfer_files)
-    if reader is None:
-        raise ConfigError("recovery_logit_epochs", f"the run of {source.path} had no transfer file of its own: give "
-                                                   "--recovery_logit_epochs 0 --importance_data train")
-    paths = reader.paths
+    paths = transfer_files or required_run_transfer_paths(source, "recovery_logit_epochs", WITHOUT_TEACHER_LOGITS)
+    reader = run_transfer_reader(source, paths)
     teacher_path = run_teacher(source)
     teacher = _TeacherOnDemand(teacher_path, source.task, source.labels, batch_size)
     teacher_tokenizer = load_tokenizer(teacher_path)
