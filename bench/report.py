@@ -116,6 +116,16 @@ def pruning_curves(results_dir) -> dict:
     return curves
 
 
+# Nine markers beside matplotlib's ten colours: run i is drawn in colour i % 10 with marker i % 9, a pair of its own
+# for the first 90 runs.
+MARKERS = "os^Dv<>ph"
+
+
+def series_markers(names) -> dict:
+    """{run name: marker} for every run, in name order."""
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(sorted(set(names)))}
+
+
 def scatter_plot(rows: list[dict], path, curves: dict | None = None) -> Path | None:
     """Test (else dev) score against p50 latency (log axis), one point per timed and scored model; each
     pruning curve (`pruning_curves`) as a dashed line through its int8 students."""
@@ -129,8 +139,8 @@ def scatter_plot(rows: list[dict], path, curves: dict | None = None) -> Path | N
               and r["model"] != STUDENT_ONNX_INT8]
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    markers = dict(zip(sorted({r["name"] for r in points}), "os^Dv<>ph*"))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    markers = series_markers(r["name"] for r in points)
     for name, marker in markers.items():
         mine = [r for r in points if r["name"] == name]
         scores = [100 * (r["test"] if r["test"] is not None else r["dev"]) for r in mine]
@@ -154,7 +164,7 @@ def scatter_plot(rows: list[dict], path, curves: dict | None = None) -> Path | N
     ax.set_ylabel("test score x100 (dev where no test)")
     ax.set_title("accuracy vs latency")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the points, not over them
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

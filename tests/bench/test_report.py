@@ -81,6 +81,14 @@ def test_scatter_without_timed_scores_writes_nothing(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_every_run_gets_a_marker_and_no_two_runs_the_same_colour_and_marker():
+    names = [f"run_{i:02d}" for i in range(25)]
+    markers = report.series_markers(reversed(names))
+    assert list(markers) == names  # every run is drawn (once only ten were, and the rest left out silently)
+    styles = {(i % 10, markers[name]) for i, name in enumerate(names)}  # matplotlib's colour cycle, in plot order
+    assert len(styles) == len(names)
+
+
 def test_pruning_results_become_curves_in_the_scatter(results_dir, tmp_path):
     pytest.importorskip("matplotlib")
     models = {"ner": {"p50_ms": 4.0, "scores": {"dev": {"f1": 0.96}, "test": {"f1": 0.92}}},
