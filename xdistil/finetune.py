@@ -94,8 +94,8 @@ def run_finetune(finetune: FinetuneConfig, trainer_config: TrainerConfig = Train
     moved = pruning.source_transfer_file
     transfer_files = None  # where the run's transfer files are: checked once, before the run writes anything
     if pruning.needs_teacher_logits:
-        asking = "recovery_logit_epochs" if pruning.recovery_logit_epochs else "importance_data"
-        transfer_files = required_run_transfer_paths(source, asking, WITHOUT_TEACHER_LOGITS, moved)
+        transfer_files = required_run_transfer_paths(source, pruning.teacher_logits_setting, WITHOUT_TEACHER_LOGITS,
+                                                     moved)
     elif moved or pruning.prune_vocabulary_min_count:
         transfer_files = run_transfer_paths(source, moved)
     folder = Path(finetune.task) if finetune.task else None

@@ -62,6 +62,11 @@ class PruningConfig(Section):
         return self.active and bool(self.recovery_logit_epochs or
                                     (self.prunes_units and self.importance_data == "transfer"))
 
+    @property
+    def teacher_logits_setting(self) -> str:
+        """The setting that makes pruning read the teacher's logits (see `needs_teacher_logits`), for an error."""
+        return "recovery_logit_epochs" if self.recovery_logit_epochs else "importance_data"
+
     def check(self):
         if self.recovery_hidden_weight and self.prune_vocabulary_min_count:
             raise ConfigError("recovery_hidden_weight", "compares hidden states token by token with the student "
